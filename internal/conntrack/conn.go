@@ -1,0 +1,320 @@
+// Package conntrack rebuilds TCP connections from decoded packets.
+//
+// Each connection keeps, per direction, what the diagnosis needs (packet and
+// byte counts, sequence space, FIN and RST details, window, TTL, retransmits,
+// idle gaps), a bounded record of its packets for timelines, and the HTTP/1.x
+// request and status lines seen in its payload. Its one-line summary follows
+// Zeek's conn.log: conn_state and history are derived from Zeek's own
+// endpoint state machine (TCPSessionAdapter) and history rules, so both tools
+// can be compared field by field.
+//
+// Memory is bounded: finished connections are handed to a callback and
+// recycled, live ones are capped (oldest evicted first, and counted).
+package conntrack
+
+import (
+	"net/netip"
+
+	"github.com/rstscope/rstscope/internal/decode"
+)
+
+// Dir is a packet's direction within its connection.
+type Dir uint8
+
+const (
+	FromClient Dir = 0 // originator to responder (Zeek's "orig")
+	FromServer Dir = 1 // responder to originator
+)
+
+// EndpointState is Zeek's per-endpoint TCP state.
+type EndpointState uint8
+
+const (
+	Inactive EndpointState = iota
+	SynSent
+	SynAckSent
+	Partial
+	Established
+	Closed
+	Reset
+)
+
+// Pkt is one packet as kept for timelines and evidence (about 48 bytes).
+type Pkt struct {
+	Num   uint64 // 1-based packet number in the capture (Wireshark's frame number)
+	TS    int64  // Unix ns
+	Seq   uint32 // absolute
+	Ack   uint32 // absolute
+	Len   uint32 // payload length from the IP header
+	Win   uint16 // raw window
+	Flags decode.Flags
+	Dir   Dir
+	TTL   uint8
+	HasTS bool // timestamp option present
+	IPID  uint16
+	HTTP  int16 // index into Conn.HTTP of the message starting in this packet, or -1
+	Note  int16 // index into Conn.Notes (e.g. the kernel's reset reason), or -1
+}
+
+// HTTPMsg is a request or status line seen at the start of a segment.
+type HTTPMsg struct {
+	Dir           Dir
+	Pkt           uint64 // packet number
+	TS            int64
+	Method        string // requests
+	Target        string // requests (truncated to 200 bytes)
+	Status        int    // responses
+	Reason        string // responses
+	ContentLength int64  // -1 if absent
+	Close         bool   // "Connection: close" seen
+	KeepAliveS    int    // "Keep-Alive: timeout=N" in a response, 0 if absent
+	IdleBefore    int64  // ns since the connection's previous packet
+	BodySeen      int64  // payload bytes in this direction after the headers, until the next message
+}
+
+// Endpoint is one side of a connection.
+type Endpoint struct {
+	Addr             netip.AddrPort
+	State, PrevState EndpointState
+	Pkts             uint64
+	PayloadBytes     uint64 // sum of payload lengths (retransmissions included)
+	FirstTS, LastTS  int64
+	ISN              uint32 // initial sequence number (or first seq - 1 when no SYN was seen)
+	SawSYN           bool
+	seqInit          bool
+	lastSeq          uint32 // highest seq one past a segment
+	ackSeq           uint32 // highest ack received from the peer for this side's data
+	ackInit          bool
+	Retrans          uint32
+	ZeroWindows      uint32
+	Gaps             uint32
+	WScale           int8 // negotiated shift; -1 unknown
+	MaxWin           uint32
+	LastWin          uint32 // scaled where known
+	FinPkt           uint64 // packet number of the first FIN, 0 if none
+	FinTS            int64
+	FinSeq           uint32
+	RstPkt           uint64 // packet number of the first RST, 0 if none
+	RstTS            int64
+	RstSeq, RstAck   uint32
+	RstFlags         decode.Flags
+	RstWin           uint16
+	RstTTL           uint8
+	RstHasTS         bool
+	RstIPID          uint16
+	RstCount         uint32
+	RstPayload       []byte // first bytes of an RST's payload (diagnostic payload), nil if none
+	TTLMin, TTLMax   uint8  // over non-RST packets
+	NonRstPkts       uint32
+	TSOptPkts        uint32 // non-RST packets carrying the timestamp option
+	LastIPID         uint16
+	LastDataTS       int64 // time of the last payload-carrying packet
+	LastDataPkt      uint64
+	hist             uint16 // Zeek history flags recorded (once-per-direction letters)
+	histLastSYN      uint64
+	histLastFIN      uint64
+	histLastRST      uint64
+	rxmtThresh       uint32
+	zwThresh         uint32
+	gapThresh        uint32
+}
+
+// Size is the payload byte count as Zeek computes it (from sequence numbers,
+// so retransmissions are not counted twice).
+func (e *Endpoint) Size() uint64 {
+	if !e.seqInit {
+		return 0
+	}
+	last := e.lastSeq
+	if e.ackInit && int32(e.ackSeq-last) > 0 {
+		last = e.ackSeq
+	}
+	n := int64(int32(last - e.ISN))
+	if n > 0 {
+		n-- // the SYN (or the pretend SYN of a partial connection)
+	}
+	if e.FinPkt != 0 && n > 0 {
+		n-- // the FIN
+	}
+	if n < 0 {
+		n = 0
+	}
+	return uint64(n)
+}
+
+// RelSeq returns s relative to this endpoint's ISN (0 = the SYN).
+func (e *Endpoint) RelSeq(s uint32) uint32 { return s - e.ISN }
+
+// Note is a remark attached to a packet, such as the kernel's reset reason.
+type Note struct {
+	Pkt  uint64
+	Text string
+}
+
+// Limits on what one connection keeps.
+const (
+	headPkts    = 12 // the first packets (handshake, first request)
+	tailPkts    = 40 // the last packets (the end, where resets are)
+	headHTTP    = 4
+	tailHTTP    = 28
+	maxHistory  = 64
+	maxNotes    = 32
+	rstPayloadN = 64
+)
+
+// Conn is one TCP connection.
+type Conn struct {
+	ID      uint64 // 1-based, in order of first packet
+	Ep      [2]Endpoint
+	Flipped bool // roles were swapped from "first sender is the client" (Zeek's ^)
+	Start   int64
+	Last    int64
+	// TotalPkts counts every packet of the connection; Pkts holds at most
+	// headPkts+tailPkts of them (see Packets).
+	TotalPkts uint64
+	pkts      []Pkt
+	ring      int // next overwrite position within the tail, once full
+	http      []HTTPMsg
+	httpRing  int
+	HTTPTotal int
+	Notes     []Note
+	history   []byte
+	MaxGap    int64  // longest silence between two packets of this connection, ns
+	MaxGapPkt uint64 // the packet that ended it
+	Evicted   bool   // released because the table was full, not because it ended
+	closedAt  int64  // when both sides ended (FIN/RST), 0 while open
+	key       key
+	done      bool
+}
+
+// Client returns the originator's address.
+func (c *Conn) Client() netip.AddrPort { return c.Ep[FromClient].Addr }
+
+// Server returns the responder's address.
+func (c *Conn) Server() netip.AddrPort { return c.Ep[FromServer].Addr }
+
+// Packets returns the kept packets in capture order. The slice is freshly
+// allocated; the connection is recycled after the done callback returns.
+func (c *Conn) Packets() []Pkt {
+	if len(c.pkts) < headPkts+tailPkts || c.ring == 0 {
+		return append([]Pkt(nil), c.pkts...)
+	}
+	out := make([]Pkt, 0, len(c.pkts))
+	out = append(out, c.pkts[:headPkts]...)
+	tail := c.pkts[headPkts:]
+	out = append(out, tail[c.ring:]...)
+	return append(out, tail[:c.ring]...)
+}
+
+// HTTP returns the kept HTTP messages in order (a fresh slice).
+func (c *Conn) HTTP() []HTTPMsg {
+	if len(c.http) < headHTTP+tailHTTP || c.httpRing == 0 {
+		return append([]HTTPMsg(nil), c.http...)
+	}
+	out := append([]HTTPMsg(nil), c.http[:headHTTP]...)
+	tail := c.http[headHTTP:]
+	out = append(out, tail[c.httpRing:]...)
+	return append(out, tail[:c.httpRing]...)
+}
+
+// Dropped reports how many packets are not in Packets().
+func (c *Conn) Dropped() uint64 { return c.TotalPkts - uint64(len(c.pkts)) }
+
+// History returns Zeek's history string.
+func (c *Conn) History() string { return string(c.history) }
+
+// Duration is the time from the first to the last packet, ns.
+func (c *Conn) Duration() int64 { return c.Last - c.Start }
+
+// State returns Zeek's conn_state (scripts/base/protocols/conn/main.zeek).
+func (c *Conn) State() string {
+	os, rs := c.Ep[FromClient].State, c.Ep[FromServer].State
+	oInactive := os == Inactive || os == Partial
+	rInactive := rs == Inactive || rs == Partial
+	switch {
+	case rs == Reset:
+		if os == SynSent || os == SynAckSent || (os == Reset && c.Ep[0].Size() == 0 && c.Ep[1].Size() == 0) {
+			return "REJ"
+		}
+		if oInactive {
+			return "RSTRH"
+		}
+		return "RSTR"
+	case os == Reset:
+		if rInactive {
+			if rstos0(c.history) {
+				return "RSTOS0"
+			}
+			return "OTH"
+		}
+		return "RSTO"
+	case rs == Closed && os == Closed:
+		return "SF"
+	case os == Closed:
+		if rInactive {
+			return "SH"
+		}
+		return "S2"
+	case rs == Closed:
+		if oInactive {
+			return "SHR"
+		}
+		return "S3"
+	case os == SynSent && rs == Inactive:
+		return "S0"
+	case os == Established && rs == Established:
+		return "S1"
+	}
+	return "OTH"
+}
+
+// rstos0 matches Zeek's /\^?S[^HAFGIQ]*R.*/ on the history.
+func rstos0(h []byte) bool {
+	i := 0
+	if i < len(h) && h[i] == '^' {
+		i++
+	}
+	if i >= len(h) || h[i] != 'S' {
+		return false
+	}
+	for i++; i < len(h); i++ {
+		switch h[i] {
+		case 'R':
+			return true
+		case 'H', 'A', 'F', 'G', 'I', 'Q':
+			return false
+		}
+	}
+	return false
+}
+
+// Ended reports whether both sides are done (FIN or RST each, or an RST).
+func (c *Conn) Ended() bool { return c.closedAt != 0 }
+
+// ResetBy returns the direction whose side sent the first RST, and false if
+// there was none.
+func (c *Conn) ResetBy() (Dir, bool) {
+	a, b := c.Ep[0].RstPkt, c.Ep[1].RstPkt
+	switch {
+	case a == 0 && b == 0:
+		return 0, false
+	case b == 0 || (a != 0 && a < b):
+		return FromClient, true
+	default:
+		return FromServer, true
+	}
+}
+
+// AddNote attaches a remark to packet num (bounded).
+func (c *Conn) AddNote(num uint64, text string) {
+	if len(c.Notes) >= maxNotes {
+		return
+	}
+	c.Notes = append(c.Notes, Note{Pkt: num, Text: text})
+	idx := int16(len(c.Notes) - 1)
+	for i := range c.pkts {
+		if c.pkts[i].Num == num && c.pkts[i].Note < 0 {
+			c.pkts[i].Note = idx
+		}
+	}
+}

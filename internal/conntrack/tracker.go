@@ -1,0 +1,312 @@
+package conntrack
+
+import (
+	"net/netip"
+
+	"github.com/rstscope/rstscope/internal/decode"
+)
+
+// Config tunes the tracker. The zero value gives the defaults.
+type Config struct {
+	// MaxConns caps live (not yet finished) connections; beyond it the
+	// oldest is released early and counted in Stats.Evicted. Default 200000.
+	MaxConns int
+	// Linger is how long (capture time) an ended connection is kept for late
+	// packets (final ACKs, retransmitted FINs) before it is finished.
+	// Default 5 s, as Zeek's tcp_close_delay.
+	Linger int64
+	// Inactive finishes a connection with no packet for this long (capture
+	// time). Default 0: kept until the end of input or eviction.
+	Inactive int64
+}
+
+// Stats counts what the tracker saw.
+type Stats struct {
+	Packets     uint64 // TCP packets given to Add
+	Conns       uint64 // connections created
+	Live        int    // connections in the table now
+	PeakLive    int
+	Evicted     uint64 // connections released early because the table was full
+	Finished    uint64 // connections handed to the done callback
+	Reused      uint64 // a new SYN on an ended 4-tuple started a new connection
+	Retransmits uint64
+}
+
+// key identifies a 4-tuple regardless of direction: the smaller endpoint
+// (by address, then port) is a. It has no pointers, so map hashing is a
+// plain memory hash.
+type key struct {
+	ahi, alo, bhi, blo uint64
+	pa, pb             uint16
+}
+
+func addr128(a netip.Addr) (uint64, uint64) {
+	b := a.As16()
+	return be64(b[:8]), be64(b[8:])
+}
+
+func be64(b []byte) uint64 {
+	_ = b[7]
+	return uint64(b[0])<<56 | uint64(b[1])<<48 | uint64(b[2])<<40 | uint64(b[3])<<32 |
+		uint64(b[4])<<24 | uint64(b[5])<<16 | uint64(b[6])<<8 | uint64(b[7])
+}
+
+// makeKey returns the key and whether src is the key's a side.
+func makeKey(p *decode.Parsed) (key, bool) {
+	shi, slo := addr128(p.Src)
+	dhi, dlo := addr128(p.Dst)
+	srcFirst := shi < dhi || (shi == dhi && (slo < dlo || (slo == dlo && p.SrcPort <= p.DstPort)))
+	if srcFirst {
+		return key{shi, slo, dhi, dlo, p.SrcPort, p.DstPort}, true
+	}
+	return key{dhi, dlo, shi, slo, p.DstPort, p.SrcPort}, false
+}
+
+// Tracker rebuilds connections. It is not safe for concurrent use.
+type Tracker struct {
+	cfg   Config
+	table map[key]*Conn
+	done  func(*Conn)
+	stats Stats
+	// order holds live connections in creation order, for eviction.
+	order []*Conn
+	head  int
+	// ended holds connections in the order they ended, for the linger sweep.
+	ended     []*Conn
+	endedHead int
+	free      []*Conn
+	now       int64
+	nextSweep int64
+	lastKey   key
+	lastConn  *Conn
+}
+
+// New returns a tracker that calls done for every connection once it has
+// finished (or been evicted, or at Flush). The *Conn is recycled after done
+// returns: copy what you keep.
+func New(cfg Config, done func(*Conn)) *Tracker {
+	if cfg.MaxConns <= 0 {
+		cfg.MaxConns = 200000
+	}
+	if cfg.Linger <= 0 {
+		cfg.Linger = 5e9
+	}
+	return &Tracker{cfg: cfg, table: make(map[key]*Conn, 1024), done: done}
+}
+
+// Stats returns the counters so far.
+func (t *Tracker) Stats() Stats { s := t.stats; s.Live = len(t.table); return s }
+
+// Add processes one TCP packet (p.Status must be decode.OK). num is its
+// 1-based packet number and ts its capture time (Unix ns). It returns the
+// connection the packet belongs to; the pointer is valid until the next
+// call to Add or Flush.
+func (t *Tracker) Add(p *decode.Parsed, num uint64, ts int64) *Conn {
+	t.stats.Packets++
+	if ts > t.now {
+		t.now = ts
+	}
+	if t.now >= t.nextSweep {
+		t.sweep()
+		t.nextSweep = t.now + 1e9
+	}
+	k, srcIsA := makeKey(p)
+	var c *Conn
+	if t.lastConn != nil && k == t.lastKey && !t.lastConn.done {
+		c = t.lastConn
+	} else {
+		c = t.table[k]
+	}
+	if c != nil && c.closedAt != 0 && p.Flags&(decode.SYN|decode.ACK|decode.RST) == decode.SYN {
+		// A new SYN on an ended 4-tuple starts a new connection, unless it
+		// is a retransmission of the SYN that opened this one.
+		ep := c.dirOf(p)
+		if !(c.Ep[ep].SawSYN && p.Seq == c.Ep[ep].ISN && ep == FromClient) {
+			t.finish(c)
+			t.stats.Reused++
+			c = nil
+		}
+	}
+	if c == nil {
+		c = t.newConn(k, p, ts)
+	}
+	t.lastKey, t.lastConn = k, c
+	_ = srcIsA
+	c.add(p, num, ts, t)
+	return c
+}
+
+func (c *Conn) dirOf(p *decode.Parsed) Dir {
+	if p.SrcPort == c.Ep[0].Addr.Port() && p.Src == c.Ep[0].Addr.Addr() {
+		return FromClient
+	}
+	return FromServer
+}
+
+func (t *Tracker) newConn(k key, p *decode.Parsed, ts int64) *Conn {
+	for len(t.table) >= t.cfg.MaxConns {
+		t.evictOldest()
+	}
+	var c *Conn
+	if n := len(t.free); n > 0 {
+		c = t.free[n-1]
+		t.free = t.free[:n-1]
+		pk, hh, hi, no := c.pkts[:0], c.http[:0], c.history[:0], c.Notes[:0]
+		*c = Conn{pkts: pk, http: hh, history: hi, Notes: no}
+	} else {
+		c = &Conn{history: make([]byte, 0, 16)}
+	}
+	t.stats.Conns++
+	c.ID = t.stats.Conns
+	c.key = k
+	c.Start, c.Last = ts, ts
+	src := netip.AddrPortFrom(p.Src, p.SrcPort)
+	dst := netip.AddrPortFrom(p.Dst, p.DstPort)
+	c.Ep[0].Addr, c.Ep[1].Addr = src, dst
+	c.Ep[0].WScale, c.Ep[1].WScale = -1, -1
+	// Zeek's WantConnection: a connection that starts without a plain SYN
+	// is partial; guess the server from the ports.
+	if p.Flags&decode.SYN == 0 || p.Flags&decode.ACK != 0 {
+		if likelyServerPort(p.SrcPort) {
+			flip := true
+			if likelyServerPort(p.DstPort) {
+				flip = p.Flags&decode.SYN == 0 && p.SrcPort < p.DstPort
+			}
+			if flip {
+				c.flip()
+			}
+		}
+	}
+	t.table[k] = c
+	t.order = append(t.order, c)
+	if len(t.table) > t.stats.PeakLive {
+		t.stats.PeakLive = len(t.table)
+	}
+	return c
+}
+
+// flip swaps client and server and records Zeek's '^'.
+func (c *Conn) flip() {
+	c.Ep[0], c.Ep[1] = c.Ep[1], c.Ep[0]
+	c.Flipped = !c.Flipped
+	for i := range c.pkts {
+		c.pkts[i].Dir ^= 1
+	}
+	for i := range c.http {
+		c.http[i].Dir ^= 1
+	}
+	c.history = append(c.history, '^')
+}
+
+func (t *Tracker) evictOldest() {
+	for t.head < len(t.order) {
+		c := t.order[t.head]
+		t.order[t.head] = nil
+		t.head++
+		if !c.done {
+			c.Evicted = true
+			t.stats.Evicted++
+			t.finish(c)
+			t.compact()
+			return
+		}
+	}
+	t.compact()
+}
+
+// compact drops the consumed front of the order and ended queues.
+func (t *Tracker) compact() {
+	if t.head > 4096 && t.head*2 > len(t.order) {
+		n := copy(t.order, t.order[t.head:])
+		clear(t.order[n:])
+		t.order = t.order[:n]
+		t.head = 0
+	}
+	if t.endedHead > 4096 && t.endedHead*2 > len(t.ended) {
+		n := copy(t.ended, t.ended[t.endedHead:])
+		clear(t.ended[n:])
+		t.ended = t.ended[:n]
+		t.endedHead = 0
+	}
+}
+
+// sweep finishes ended connections whose linger has passed, and inactive
+// ones when Config.Inactive is set.
+func (t *Tracker) sweep() {
+	for t.endedHead < len(t.ended) {
+		c := t.ended[t.endedHead]
+		if c.done {
+			t.ended[t.endedHead] = nil
+			t.endedHead++
+			continue
+		}
+		if c.Last+t.cfg.Linger > t.now {
+			break
+		}
+		t.ended[t.endedHead] = nil
+		t.endedHead++
+		t.finish(c)
+	}
+	if t.cfg.Inactive > 0 {
+		for i := t.head; i < len(t.order); i++ {
+			c := t.order[i]
+			if c != nil && !c.done && c.Last+t.cfg.Inactive <= t.now {
+				t.finish(c)
+			}
+		}
+	}
+	// Drop finished connections from the front of the creation order.
+	for t.head < len(t.order) && (t.order[t.head] == nil || t.order[t.head].done) {
+		t.order[t.head] = nil
+		t.head++
+	}
+	t.compact()
+}
+
+func (t *Tracker) finish(c *Conn) {
+	if c.done {
+		return
+	}
+	c.done = true
+	if t.table[c.key] == c {
+		delete(t.table, c.key)
+	}
+	if t.lastConn == c {
+		t.lastConn = nil
+	}
+	t.stats.Finished++
+	if t.done != nil {
+		t.done(c)
+	}
+	// Recycle: keep the slices' memory, forget their contents' references.
+	clear(c.http)
+	clear(c.Notes)
+	if len(t.free) < 1024 {
+		t.free = append(t.free, c)
+	}
+}
+
+// Flush finishes every live connection (end of input), in creation order.
+func (t *Tracker) Flush() {
+	for i := t.head; i < len(t.order); i++ {
+		if c := t.order[i]; c != nil && !c.done {
+			t.finish(c)
+		}
+	}
+	t.order, t.head, t.ended, t.endedHead = t.order[:0], 0, t.ended[:0], 0
+}
+
+// likelyServerPort approximates Zeek's likely_server_ports: ports of the
+// protocols its analyzers register, plus the well-known range.
+func likelyServerPort(p uint16) bool {
+	if p < 1024 {
+		return true
+	}
+	switch p {
+	case 1080, 1194, 1433, 1521, 1883, 2049, 2181, 2379, 3128, 3306, 3389, 3544, 5060, 5222, 5432,
+		5672, 5900, 6379, 6443, 6666, 6667, 6668, 6669, 8000, 8008, 8080, 8081, 8443, 8888, 9000,
+		9042, 9092, 9200, 9300, 11211, 27017:
+		return true
+	}
+	return false
+}

@@ -1,0 +1,341 @@
+package conntrack
+
+import (
+	"github.com/rstscope/rstscope/internal/decode"
+)
+
+// Zeek history flags recorded once per endpoint.
+const (
+	histSYN uint16 = 1 << iota
+	histFIN
+	histRST
+	histFINRST
+	histData
+	histAck
+	histMulti
+)
+
+// add updates c with one packet.
+func (c *Conn) add(p *decode.Parsed, num uint64, ts int64, t *Tracker) {
+	dir := c.dirOf(p)
+	ep, peer := &c.Ep[dir], &c.Ep[dir^1]
+	isOrig := dir == FromClient
+
+	// Idle gaps.
+	if c.TotalPkts > 0 {
+		if gap := ts - c.Last; gap > c.MaxGap {
+			c.MaxGap, c.MaxGapPkt = gap, num
+		}
+	}
+	idle := ts - c.Last
+	if c.TotalPkts == 0 {
+		idle = 0
+	}
+	c.TotalPkts++
+	if ts > c.Last {
+		c.Last = ts
+	}
+
+	flags := p.Flags
+	segLen := p.SegLen()
+	if flags&decode.RST != 0 {
+		segLen -= uint32(p.PayloadLen) // RST payload is not stream data
+	}
+	end := p.Seq + segLen
+
+	// Sequence bookkeeping (Zeek's init_endpoint / update_last_seq).
+	if !ep.seqInit || (flags&decode.SYN != 0 && ep.State != Reset && p.Seq != ep.ISN && ep.State != Closed) {
+		if flags&decode.SYN != 0 {
+			ep.ISN = p.Seq
+			ep.SawSYN = true
+			ep.lastSeq = end
+		} else {
+			ep.ISN = p.Seq - 1
+			ep.lastSeq = p.Seq
+		}
+		ep.seqInit = true
+		ep.FirstTS = ts
+	}
+	relSeq := uint64(p.Seq - ep.ISN)
+
+	c.updateHistory(ep, isOrig, flags, relSeq, p.PayloadLen)
+
+	if flags&decode.SYN != 0 && p.Opts.WScale >= 0 {
+		ep.WScale = p.Opts.WScale
+	} else if flags&decode.SYN != 0 && flags&decode.ACK != 0 {
+		// No window scale on the SYN-ACK: not negotiated for either side.
+		ep.WScale, peer.WScale = 0, 0
+	}
+	win := uint32(p.Window)
+	if flags&decode.SYN == 0 && ep.WScale > 0 && peer.WScale >= 0 {
+		win <<= uint(ep.WScale)
+	}
+	if flags&decode.RST == 0 {
+		ep.LastWin = win
+		if win > ep.MaxWin {
+			ep.MaxWin = win
+		}
+		if win == 0 && flags&(decode.SYN|decode.FIN) == 0 && peer.State != Closed && ep.State != Reset {
+			ep.ZeroWindows++
+			if c.scaled(&ep.zwThresh, ep.ZeroWindows, isOrig, 'W') {
+			}
+		}
+		ep.NonRstPkts++
+		if ep.TTLMin == 0 || p.TTL < ep.TTLMin {
+			ep.TTLMin = p.TTL
+		}
+		if p.TTL > ep.TTLMax {
+			ep.TTLMax = p.TTL
+		}
+		if p.Opts.HasTS {
+			ep.TSOptPkts++
+		}
+		ep.LastIPID = p.IPID
+	}
+
+	// ACK bookkeeping for the peer's sequence space.
+	if flags&decode.ACK != 0 {
+		if !peer.seqInit {
+			peer.ISN = p.Ack - 1
+			peer.lastSeq = p.Ack - 1
+			peer.seqInit = true
+		} else if flags&decode.RST == 0 {
+			if !peer.ackInit || int32(p.Ack-peer.ackSeq) > 0 {
+				// A gap: the peer's data acknowledged here was never seen.
+				if peer.ackInit && int32(p.Ack-peer.lastSeq) > 0 && flags&decode.FIN == 0 && peer.State != Inactive {
+					peer.Gaps++
+					c.scaled(&peer.gapThresh, peer.Gaps, !isOrig, 'G')
+				}
+				peer.ackSeq = p.Ack
+				peer.ackInit = true
+			}
+		}
+	}
+
+	// update_last_seq: retransmissions.
+	delta := int32(end - ep.lastSeq)
+	switch {
+	case flags&(decode.SYN|decode.RST) != 0 && (delta > 1<<20 || delta < -(1<<20)):
+	case ep.State == Reset:
+	case delta > 0:
+		ep.lastSeq = end
+	case p.PayloadLen > 0:
+		ep.Retrans++
+		t.stats.Retransmits++
+		c.scaled(&ep.rxmtThresh, ep.Retrans, isOrig, 'T')
+	}
+
+	ep.Pkts++
+	ep.PayloadBytes += uint64(p.PayloadLen)
+	if ep.FirstTS == 0 {
+		ep.FirstTS = ts
+	}
+	ep.LastTS = ts
+	if p.PayloadLen > 0 && flags&decode.RST == 0 {
+		ep.LastDataTS, ep.LastDataPkt = ts, num
+	}
+	if flags&decode.FIN != 0 && ep.FinPkt == 0 {
+		ep.FinPkt, ep.FinTS, ep.FinSeq = num, ts, p.Seq+uint32(p.PayloadLen)
+	}
+	if flags&decode.RST != 0 {
+		ep.RstCount++
+		if ep.RstPkt == 0 {
+			ep.RstPkt, ep.RstTS, ep.RstSeq, ep.RstAck = num, ts, p.Seq, p.Ack
+			ep.RstFlags, ep.RstWin, ep.RstTTL, ep.RstHasTS, ep.RstIPID = flags, p.Window, p.TTL, p.Opts.HasTS, p.IPID
+			if len(p.Payload) > 0 {
+				n := min(len(p.Payload), rstPayloadN)
+				ep.RstPayload = append(ep.RstPayload[:0], p.Payload[:n]...)
+			}
+		}
+	}
+
+	c.updateState(ep, peer, isOrig, flags, p, delta)
+	if c.closedAt == 0 && c.bothEnded() {
+		c.closedAt = ts
+		t.ended = append(t.ended, c)
+	}
+
+	// Keep the packet.
+	rec := Pkt{Num: num, TS: ts, Seq: p.Seq, Ack: p.Ack, Len: uint32(p.PayloadLen), Win: p.Window,
+		Flags: flags, Dir: dir, TTL: p.TTL, HasTS: p.Opts.HasTS, IPID: p.IPID, HTTP: -1, Note: -1}
+	if p.PayloadLen > 0 && flags&decode.RST == 0 {
+		rec.HTTP = c.sniffHTTP(dir, p.Payload, num, ts, idle)
+	}
+	c.keep(rec)
+}
+
+// bothEnded: an RST from either side, or a FIN from both.
+func (c *Conn) bothEnded() bool {
+	a, b := &c.Ep[0], &c.Ep[1]
+	return a.RstPkt != 0 || b.RstPkt != 0 || (a.FinPkt != 0 && b.FinPkt != 0)
+}
+
+func (c *Conn) keep(rec Pkt) {
+	if len(c.pkts) < headPkts+tailPkts {
+		c.pkts = append(c.pkts, rec)
+		return
+	}
+	c.pkts[headPkts+c.ring] = rec
+	c.ring = (c.ring + 1) % tailPkts
+}
+
+// letter returns code in upper case for the originator, lower otherwise.
+func letter(code byte, isOrig bool) byte {
+	if isOrig {
+		return code
+	}
+	return code + 32
+}
+
+func (c *Conn) addHistory(code byte, isOrig bool) {
+	if len(c.history) < maxHistory {
+		c.history = append(c.history, letter(code, isOrig))
+	}
+}
+
+// checkHistory records code once per endpoint; it returns true if the flag
+// had already been recorded (Zeek's CheckHistory).
+func (c *Conn) checkHistory(ep *Endpoint, mask uint16, code byte, isOrig bool) bool {
+	if ep.hist&mask != 0 {
+		return true
+	}
+	ep.hist |= mask
+	c.addHistory(code, isOrig)
+	return false
+}
+
+// scaled records code at counts 1, 10, 100, ... (Zeek's ScaledHistoryEntry).
+func (c *Conn) scaled(thresh *uint32, n uint32, isOrig bool, code byte) bool {
+	if *thresh == 0 {
+		*thresh = 1
+	}
+	if n == *thresh {
+		c.addHistory(code, isOrig)
+		*thresh *= 10
+		return true
+	}
+	return false
+}
+
+// updateHistory is Zeek's update_history.
+func (c *Conn) updateHistory(ep *Endpoint, isOrig bool, f decode.Flags, relSeq uint64, plen int) {
+	bits := 0
+	for _, b := range []decode.Flags{decode.SYN, decode.FIN, decode.RST} {
+		if f&b != 0 {
+			bits++
+		}
+	}
+	switch {
+	case bits > 1:
+		if f&decode.FIN != 0 && f&decode.RST != 0 {
+			c.checkHistory(ep, histFINRST, 'I', isOrig)
+		} else {
+			c.checkHistory(ep, histMulti, 'Q', isOrig)
+		}
+	case bits == 1:
+		if f&decode.SYN != 0 {
+			code := byte('S')
+			if f&decode.ACK != 0 {
+				code = 'H'
+			}
+			if c.checkHistory(ep, histSYN, code, isOrig) && relSeq != ep.histLastSYN {
+				c.addHistory(code, isOrig)
+			}
+			ep.histLastSYN = relSeq
+		}
+		if f&decode.FIN != 0 {
+			s := relSeq + uint64(plen)
+			if c.checkHistory(ep, histFIN, 'F', isOrig) && s != ep.histLastFIN {
+				c.addHistory('F', isOrig)
+			}
+			ep.histLastFIN = s
+		}
+		if f&decode.RST != 0 {
+			if c.checkHistory(ep, histRST, 'R', isOrig) && relSeq != ep.histLastRST {
+				c.addHistory('R', isOrig)
+			}
+			ep.histLastRST = relSeq
+		}
+	default:
+		if plen > 0 {
+			c.checkHistory(ep, histData, 'D', isOrig)
+		} else if f&decode.ACK != 0 {
+			c.checkHistory(ep, histAck, 'A', isOrig)
+		}
+	}
+}
+
+func (ep *Endpoint) setState(s EndpointState) {
+	ep.PrevState = ep.State
+	ep.State = s
+}
+
+// updateState is Zeek's UpdateStateMachine.
+func (c *Conn) updateState(ep, peer *Endpoint, isOrig bool, f decode.Flags, p *decode.Parsed, deltaLast int32) {
+	syn, fin, rst, ack := f&decode.SYN != 0, f&decode.FIN != 0, f&decode.RST != 0, f&decode.ACK != 0
+	switch ep.State {
+	case Inactive:
+		if syn {
+			if isOrig {
+				if ack {
+					ep.setState(SynAckSent)
+				} else {
+					ep.setState(SynSent)
+				}
+			} else {
+				if !ack && peer.State == SynAckSent && p.Seq == ep.ISN {
+					// SYN/SYN-ACK reversal: flip the endpoints.
+					c.flip()
+					// The endpoints moved slots: follow them.
+					ep, peer, isOrig = peer, ep, !isOrig
+					peer.setState(Established)
+				}
+				if peer.State == SynSent {
+					peer.setState(Established)
+				}
+				ep.setState(Established)
+			}
+		}
+		if fin {
+			ep.setState(Closed)
+		}
+		if rst {
+			ep.setState(Reset)
+		}
+		if ep.State == Inactive {
+			switch {
+			case !isOrig && p.PayloadLen == 0 && c.Ep[FromClient].State == SynSent:
+				// an ACK before the SYN-ACK: not a partial connection
+			case ack && peer.State == Established:
+				ep.setState(Established)
+			default:
+				ep.setState(Partial)
+			}
+		}
+	case SynSent, SynAckSent:
+		if fin {
+			ep.setState(Closed)
+		}
+		if rst {
+			ep.setState(Reset)
+		}
+	case Established, Partial:
+		if syn && ep.State == Partial && peer.State == Inactive && !ack {
+			ep.setState(SynSent)
+		}
+		if fin && !rst {
+			ep.setState(Closed)
+			if peer.State == Reset && peer.PrevState == Closed {
+				peer.setState(Closed)
+			}
+		}
+		if rst {
+			ep.setState(Reset)
+		}
+	case Closed:
+		if rst && peer.State != Closed {
+			ep.setState(Reset)
+		}
+	case Reset:
+	}
+}

@@ -1,0 +1,380 @@
+// Package decode turns one captured frame into one Parsed struct: link layer,
+// IPv4/IPv6 and TCP, without allocating.
+//
+// It follows Tailscale's net/packet: a single Decode call fills a struct whose
+// fields document when they are valid, every length is checked before it is
+// used, and input that makes no sense becomes a Status, never a panic or an
+// error value. Snaplen-truncated packets keep whatever headers are present:
+// PayloadLen is what the IP header says, Payload is what was captured.
+package decode
+
+import (
+	"encoding/binary"
+	"net/netip"
+
+	"github.com/rstscope/rstscope/internal/source"
+)
+
+// Status says how far decoding got.
+type Status uint8
+
+const (
+	OK          Status = iota // a TCP segment: all TCP fields valid
+	NotIP                     // link layer carries something else (ARP, LLDP, ...)
+	NotTCP                    // IP, but UDP, ICMP, ... (IP fields valid)
+	Fragment                  // a non-first IPv4/IPv6 fragment: no TCP header in it
+	ShortLink                 // frame shorter than its link-layer header
+	ShortIP                   // IP header cut off or inconsistent (bad version, IHL < 5)
+	ShortTCP                  // TCP header cut off or data offset < 5
+	BadLinkType               // a link type rstscope does not decode
+)
+
+var statusNames = [...]string{"ok", "not IP", "not TCP", "IP fragment", "truncated link header",
+	"bad or truncated IP header", "bad or truncated TCP header", "unsupported link type"}
+
+func (s Status) String() string {
+	if int(s) < len(statusNames) {
+		return statusNames[s]
+	}
+	return "unknown"
+}
+
+// Options are the TCP options rstscope uses.
+type Options struct {
+	MSS      uint16 // valid iff MSS != 0
+	WScale   int8   // window scale shift; -1 when absent
+	SACKPerm bool
+	SACK     bool // a SACK block is present
+	HasTS    bool
+	TSVal    uint32 // valid iff HasTS
+	TSEcr    uint32 // valid iff HasTS
+}
+
+// Parsed is one decoded packet. Decode overwrites every field.
+type Parsed struct {
+	Status Status
+
+	// IP fields, valid iff IPVersion != 0.
+	IPVersion uint8 // 4 or 6
+	Src, Dst  netip.Addr
+	TTL       uint8  // TTL or hop limit
+	IPID      uint16 // IPv4 identification; 0 for IPv6
+	DF        bool   // IPv4 don't-fragment
+
+	// TCP fields, valid iff Status == OK.
+	SrcPort, DstPort uint16
+	Seq, Ack         uint32
+	Flags            Flags
+	Window           uint16 // raw, unscaled
+	Opts             Options
+	// PayloadLen is the TCP payload length according to the IP header
+	// (the captured frame may hold less, see Truncated).
+	PayloadLen int
+	// Payload is the captured part of the payload: a view into the frame
+	// passed to Decode, valid as long as that frame's memory is.
+	Payload []byte
+	// Truncated is set when the capture holds less payload than PayloadLen.
+	Truncated bool
+}
+
+// Decode parses data, a frame of the given link type (source.Link*).
+func (p *Parsed) Decode(linkType uint32, data []byte) {
+	*p = Parsed{Opts: Options{WScale: -1}}
+	var ethertype uint16
+	switch linkType {
+	case source.LinkEthernet:
+		if len(data) < 14 {
+			p.Status = ShortLink
+			return
+		}
+		ethertype = binary.BigEndian.Uint16(data[12:])
+		data = data[14:]
+		// 802.1Q / 802.1ad / QinQ tags, then MPLS label stacks.
+		for i := 0; i < 8; i++ {
+			switch ethertype {
+			case 0x8100, 0x88a8, 0x9100:
+				if len(data) < 4 {
+					p.Status = ShortLink
+					return
+				}
+				ethertype = binary.BigEndian.Uint16(data[2:])
+				data = data[4:]
+				continue
+			case 0x8847, 0x8848:
+				// MPLS: labels until bottom-of-stack, then guess IP by version.
+				for {
+					if len(data) < 4 {
+						p.Status = ShortLink
+						return
+					}
+					bos := data[2]&1 != 0
+					data = data[4:]
+					if bos {
+						break
+					}
+				}
+				ethertype = 0
+			}
+			break
+		}
+	case source.LinkSLL:
+		if len(data) < 16 {
+			p.Status = ShortLink
+			return
+		}
+		ethertype = binary.BigEndian.Uint16(data[14:])
+		data = data[16:]
+	case source.LinkSLL2:
+		if len(data) < 20 {
+			p.Status = ShortLink
+			return
+		}
+		ethertype = binary.BigEndian.Uint16(data[0:])
+		data = data[20:]
+	case source.LinkNull, source.LinkLoop:
+		if len(data) < 4 {
+			p.Status = ShortLink
+			return
+		}
+		// The address family is in the writer's byte order (NULL) or big
+		// endian (LOOP); values are small, so accept either order.
+		af := binary.LittleEndian.Uint32(data)
+		if af > 0xffff {
+			af = binary.BigEndian.Uint32(data)
+		}
+		switch af {
+		case 2:
+			ethertype = 0x0800
+		case 10, 24, 28, 30:
+			ethertype = 0x86dd
+		default:
+			p.Status = NotIP
+			return
+		}
+		data = data[4:]
+	case source.LinkRaw, 12, 14: // 12, 14: DLT_RAW on some BSDs
+		ethertype = 0
+	case source.LinkIPv4:
+		ethertype = 0x0800
+	case source.LinkIPv6:
+		ethertype = 0x86dd
+	default:
+		p.Status = BadLinkType
+		return
+	}
+	if ethertype == 0 {
+		if len(data) == 0 {
+			p.Status = ShortIP
+			return
+		}
+		switch data[0] >> 4 {
+		case 4:
+			ethertype = 0x0800
+		case 6:
+			ethertype = 0x86dd
+		default:
+			p.Status = NotIP
+			return
+		}
+	}
+	switch ethertype {
+	case 0x0800:
+		p.decodeIPv4(data)
+	case 0x86dd:
+		p.decodeIPv6(data)
+	default:
+		p.Status = NotIP
+	}
+}
+
+func (p *Parsed) decodeIPv4(b []byte) {
+	if len(b) < IPv4MinimumSize {
+		p.Status = ShortIP
+		return
+	}
+	ip := IPv4(b)
+	hl := ip.HeaderLength()
+	if ip.Version() != 4 || hl < IPv4MinimumSize || len(b) < hl {
+		p.Status = ShortIP
+		return
+	}
+	p.IPVersion = 4
+	p.Src = netip.AddrFrom4(ip.SourceAddress())
+	p.Dst = netip.AddrFrom4(ip.DestinationAddress())
+	p.TTL = ip.TTL()
+	p.IPID = ip.ID()
+	p.DF = b[6]&0x40 != 0
+	total := ip.TotalLength()
+	if total == 0 {
+		// TSO/GSO captures leave the length 0: trust the capture.
+		total = len(b)
+	}
+	if total < hl {
+		p.Status = ShortIP
+		return
+	}
+	if ip.Protocol() != 6 {
+		p.Status = NotTCP
+		return
+	}
+	if ip.FragmentOffset() != 0 {
+		p.Status = Fragment
+		return
+	}
+	// Ethernet padding makes the frame longer than the IP packet: cut it.
+	if len(b) > total {
+		b = b[:total]
+	}
+	p.decodeTCP(b[hl:], total-hl)
+}
+
+// maxExtHeaders bounds the IPv6 extension header walk.
+const maxExtHeaders = 8
+
+func (p *Parsed) decodeIPv6(b []byte) {
+	if len(b) < IPv6FixedSize {
+		p.Status = ShortIP
+		return
+	}
+	ip := IPv6(b)
+	if ip.Version() != 6 {
+		p.Status = ShortIP
+		return
+	}
+	p.IPVersion = 6
+	p.Src = netip.AddrFrom16(ip.SourceAddress())
+	p.Dst = netip.AddrFrom16(ip.DestinationAddress())
+	p.TTL = ip.HopLimit()
+	plen := ip.PayloadLength()
+	if plen == 0 {
+		plen = len(b) - IPv6FixedSize // jumbogram or TSO: trust the capture
+	}
+	next := ip.NextHeader()
+	b = b[IPv6FixedSize:]
+	if len(b) > plen {
+		b = b[:plen] // padding
+	}
+	for i := 0; ; i++ {
+		switch next {
+		case 6:
+			p.decodeTCP(b, plen)
+			return
+		case 0, 43, 60: // hop-by-hop, routing, destination options
+			if len(b) < 8 || i == maxExtHeaders {
+				p.Status = ShortIP
+				return
+			}
+			n := (int(b[1]) + 1) * 8
+			if len(b) < n || plen < n {
+				p.Status = ShortIP
+				return
+			}
+			next, b, plen = b[0], b[n:], plen-n
+		case 44: // fragment
+			if len(b) < 8 || plen < 8 {
+				p.Status = ShortIP
+				return
+			}
+			if binary.BigEndian.Uint16(b[2:])&0xfff8 != 0 {
+				p.Status = Fragment
+				return
+			}
+			next, b, plen = b[0], b[8:], plen-8
+		case 51: // authentication header: length in 4-octet units, minus 2
+			if len(b) < 8 || i == maxExtHeaders {
+				p.Status = ShortIP
+				return
+			}
+			n := (int(b[1]) + 2) * 4
+			if len(b) < n || plen < n {
+				p.Status = ShortIP
+				return
+			}
+			next, b, plen = b[0], b[n:], plen-n
+		default:
+			p.Status = NotTCP
+			return
+		}
+	}
+}
+
+// decodeTCP parses the TCP header in b; segLen is the segment's length
+// according to the IP header (b may be shorter when truncated).
+func (p *Parsed) decodeTCP(b []byte, segLen int) {
+	if len(b) < TCPMinimumSize {
+		p.Status = ShortTCP
+		return
+	}
+	t := TCP(b)
+	off := t.DataOffset()
+	if off < TCPMinimumSize {
+		p.Status = ShortTCP
+		return
+	}
+	p.SrcPort = t.SourcePort()
+	p.DstPort = t.DestinationPort()
+	p.Seq = t.SequenceNumber()
+	p.Ack = t.AckNumber()
+	p.Flags = t.Flags()
+	p.Window = t.WindowSize()
+	if len(b) < off {
+		// Options cut off by the snaplen: the fixed header is still good.
+		p.Status = OK
+		p.PayloadLen = max(segLen-off, 0)
+		p.Truncated = p.PayloadLen > 0
+		return
+	}
+	p.parseOptions(b[TCPMinimumSize:off])
+	p.Status = OK
+	p.PayloadLen = max(segLen-off, 0)
+	p.Payload = b[off:]
+	if len(p.Payload) > p.PayloadLen {
+		p.Payload = p.Payload[:p.PayloadLen]
+	}
+	p.Truncated = len(p.Payload) < p.PayloadLen
+}
+
+func (p *Parsed) parseOptions(o []byte) {
+	for len(o) > 0 {
+		kind := o[0]
+		if kind == 0 { // end of options
+			return
+		}
+		if kind == 1 { // NOP
+			o = o[1:]
+			continue
+		}
+		if len(o) < 2 || o[1] < 2 || int(o[1]) > len(o) {
+			return // malformed: keep what was parsed
+		}
+		l := int(o[1])
+		switch {
+		case kind == 2 && l == 4:
+			p.Opts.MSS = binary.BigEndian.Uint16(o[2:])
+		case kind == 3 && l == 3:
+			p.Opts.WScale = int8(min(o[2], 14))
+		case kind == 4 && l == 2:
+			p.Opts.SACKPerm = true
+		case kind == 5:
+			p.Opts.SACK = true
+		case kind == 8 && l == 10:
+			p.Opts.HasTS = true
+			p.Opts.TSVal = binary.BigEndian.Uint32(o[2:])
+			p.Opts.TSEcr = binary.BigEndian.Uint32(o[6:])
+		}
+		o = o[l:]
+	}
+}
+
+// SegLen is the sequence space the segment occupies: payload, plus one each
+// for SYN and FIN.
+func (p *Parsed) SegLen() uint32 {
+	n := uint32(p.PayloadLen)
+	if p.Flags&SYN != 0 {
+		n++
+	}
+	if p.Flags&FIN != 0 {
+		n++
+	}
+	return n
+}

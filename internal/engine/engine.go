@@ -1,0 +1,148 @@
+// Package engine runs the pipeline every rstscope command shares: frames from
+// a source are decoded, tracked into connections, and each finished
+// connection is diagnosed. Capture files (analyze), the lab's own capture
+// and live capture (watch) all go through Run or a Pipeline.
+package engine
+
+import (
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/rstscope/rstscope/internal/conntrack"
+	"github.com/rstscope/rstscope/internal/decode"
+	"github.com/rstscope/rstscope/internal/diagnose"
+	"github.com/rstscope/rstscope/internal/source"
+)
+
+// Options configure a run.
+type Options struct {
+	Track    conntrack.Config
+	Diagnose diagnose.Options
+	// OnConn, if set, receives every finished connection (e.g. to write
+	// conn rows). It must not keep c.
+	OnConn func(c *conntrack.Conn)
+	// OnIncident, if set, receives each reset incident as soon as its
+	// connection finished (watch prints them live). Proxy errors come at
+	// the end, from Finish.
+	OnIncident func(inc *diagnose.Incident)
+	// Progress, if set, is called about every 65536 packets.
+	Progress func(packets uint64)
+}
+
+// Stats describe the input.
+type Stats struct {
+	Frames      uint64            // frames read
+	Bytes       uint64            // captured bytes
+	TCP         uint64            // TCP packets tracked
+	NotTCP      uint64            // IP but not TCP, or not IP
+	Malformed   uint64            // frames whose headers made no sense (see Skipped)
+	Skipped     map[string]uint64 // reasons frames were not tracked
+	Truncated   uint64            // TCP packets with payload cut by the snaplen
+	LinkTypes   map[uint32]uint64
+	First, Last int64 // capture time range, Unix ns
+	Comments    uint64
+	Track       conntrack.Stats
+}
+
+// Pipeline is the engine's state; Feed frames into it, then Close.
+type Pipeline struct {
+	opt   Options
+	p     decode.Parsed
+	tr    *conntrack.Tracker
+	dg    *diagnose.Diagnoser
+	stats Stats
+	last  *conntrack.Conn
+}
+
+// NewPipeline makes a pipeline.
+func NewPipeline(opt Options) *Pipeline {
+	pl := &Pipeline{opt: opt, dg: diagnose.New(opt.Diagnose)}
+	pl.stats.Skipped = map[string]uint64{}
+	pl.stats.LinkTypes = map[uint32]uint64{}
+	pl.tr = conntrack.New(opt.Track, pl.finished)
+	return pl
+}
+
+func (pl *Pipeline) finished(c *conntrack.Conn) {
+	if pl.opt.OnConn != nil {
+		pl.opt.OnConn(c)
+	}
+	n := pl.dg.Pending()
+	pl.dg.Conn(c, pl.stats.Last)
+	if pl.opt.OnIncident != nil {
+		for _, inc := range pl.dg.Since(n) {
+			pl.opt.OnIncident(inc)
+		}
+	}
+}
+
+// Feed processes one frame. num is its 1-based number in the input.
+func (pl *Pipeline) Feed(f *source.Frame, num uint64) {
+	st := &pl.stats
+	st.Frames++
+	st.Bytes += uint64(len(f.Data))
+	st.LinkTypes[f.LinkType]++
+	if st.First == 0 || f.Timestamp < st.First {
+		st.First = f.Timestamp
+	}
+	if f.Timestamp > st.Last {
+		st.Last = f.Timestamp
+	}
+	pl.p.Decode(f.LinkType, f.Data)
+	switch pl.p.Status {
+	case decode.OK:
+	case decode.NotIP, decode.NotTCP:
+		st.NotTCP++
+		return
+	default:
+		st.Malformed++
+		st.Skipped[pl.p.Status.String()]++
+		return
+	}
+	st.TCP++
+	if pl.p.Truncated {
+		st.Truncated++
+	}
+	c := pl.tr.Add(&pl.p, num, f.Timestamp)
+	if f.Comment != "" {
+		st.Comments++
+		c.AddNote(num, f.Comment)
+	}
+	if pl.opt.Progress != nil && st.Frames&0xffff == 0 {
+		pl.opt.Progress(st.Frames)
+	}
+}
+
+// Close finishes every connection and returns the incidents and stats.
+func (pl *Pipeline) Close() ([]*diagnose.Incident, Stats) {
+	pl.tr.Flush()
+	incs := pl.dg.Finish()
+	pl.stats.Track = pl.tr.Stats()
+	return incs, pl.stats
+}
+
+// Diagnoser exposes the counts of incidents per cause.
+func (pl *Pipeline) Diagnoser() *diagnose.Diagnoser { return pl.dg }
+
+// Run reads src to the end through a pipeline. A read error after some
+// frames is returned together with the results for what was read.
+func Run(src source.Source, opt Options) ([]*diagnose.Incident, Stats, error) {
+	pl := NewPipeline(opt)
+	var f source.Frame
+	var num uint64
+	var rerr error
+	for {
+		err := src.Next(&f)
+		if err != nil {
+			if !errors.Is(err, io.EOF) {
+				rerr = fmt.Errorf("after %d packets: %w", num, err)
+			}
+			break
+		}
+		num++
+		pl.Feed(&f, num)
+	}
+	incs, st := pl.Close()
+	return incs, st, rerr
+}
