@@ -42,6 +42,7 @@ Examples:
 			fs.DurationVar(&cfg.Idle, "idle", labpeer.DefaultIdleTimeout, "keep-alive idle timeout towards clients (nginx keepalive_timeout)")
 			fs.StringVar(&mode, "mode", string(labpeer.ModeNormal), "backend: how to misbehave")
 			fs.IntVar(&cfg.Backlog, "backlog", 1, "backend, listen-overflow: listen backlog")
+			fs.DurationVar(&cfg.IdleCloseDelay, "idle-close-delay", 0, "backend: wait this long between the idle timeout and close(); a request arriving meanwhile draws an RST (keep-alive race)")
 			fs.BoolVar(&cfg.AbortOnOverflow, "abort-on-overflow", false, "backend: set net.ipv4.tcp_abort_on_overflow=1 first (root; per network namespace)")
 			fs.StringVar(&cfg.Upstream, "upstream", "", "proxy: upstream address, e.g. 127.0.0.10:8080")
 			fs.IntVar(&cfg.KeepAlive, "keepalive", labpeer.DefaultUpstreamKeepAlive, "proxy: idle upstream connections kept (nginx keepalive N; -1: none)")

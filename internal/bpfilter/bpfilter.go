@@ -206,10 +206,10 @@ func be32(b []byte) uint32 {
 	return uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
 }
 
-// asm is a tiny assembler: conditional jumps only ever skip a few
-// instructions, and every long-distance branch is an unconditional jump
-// (32-bit offset) to a label, so the 8-bit conditional offsets never overflow
-// however many ports or hosts are given.
+// asm is a tiny assembler: conditional jumps only ever skip a bounded number
+// of instructions (at most one anyEqual chunk), and every long-distance
+// branch is an unconditional jump (32-bit offset) to a label, so the 8-bit
+// conditional offsets never overflow however many ports or hosts are given.
 type asm struct {
 	ins    []bpf.Instruction
 	labels map[string]int

@@ -83,8 +83,11 @@ type Endpoint struct {
 	SawSYN           bool
 	seqInit          bool
 	lastSeq          uint32 // highest seq one past a segment
+	seqWraps         uint32 // times lastSeq wrapped around 2^32
 	ackSeq           uint32 // highest ack received from the peer for this side's data
+	ackWraps         uint32
 	ackInit          bool
+	dataEnd          uint32 // one past the highest payload byte seen
 	Retrans          uint32
 	ZeroWindows      uint32
 	Gaps             uint32
@@ -125,11 +128,13 @@ func (e *Endpoint) Size() uint64 {
 	if !e.seqInit {
 		return 0
 	}
-	last := e.lastSeq
-	if e.ackInit && int32(e.ackSeq-last) > 0 {
-		last = e.ackSeq
+	last := int64(e.seqWraps)<<32 + int64(e.lastSeq)
+	if e.ackInit {
+		if ack := int64(e.ackWraps)<<32 + int64(e.ackSeq); ack > last {
+			last = ack
+		}
 	}
-	n := int64(int32(last - e.ISN))
+	n := last - int64(e.ISN)
 	if n > 0 {
 		n-- // the SYN (or the pretend SYN of a partial connection)
 	}

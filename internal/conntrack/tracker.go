@@ -117,15 +117,16 @@ func (t *Tracker) Add(p *decode.Parsed, num uint64, ts int64) *Conn {
 	} else {
 		c = t.table[k]
 	}
+	if c != nil && c.expired(ts, t.cfg.Linger) {
+		t.finish(c)
+		c = nil
+	}
 	if c != nil && c.closedAt != 0 && p.Flags&(decode.SYN|decode.ACK|decode.RST) == decode.SYN {
-		// A new SYN on an ended 4-tuple starts a new connection, unless it
-		// is a retransmission of the SYN that opened this one.
-		ep := c.dirOf(p)
-		if !(c.Ep[ep].SawSYN && p.Seq == c.Ep[ep].ISN && ep == FromClient) {
-			t.finish(c)
-			t.stats.Reused++
-			c = nil
-		}
+		// A new SYN on an ended 4-tuple starts a new connection (Zeek
+		// does the same: a client retrying after RST is a new attempt).
+		t.finish(c)
+		t.stats.Reused++
+		c = nil
 	}
 	if c == nil {
 		c = t.newConn(k, p, ts)
@@ -134,6 +135,19 @@ func (t *Tracker) Add(p *decode.Parsed, num uint64, ts int64) *Conn {
 	_ = srcIsA
 	c.add(p, num, ts, t)
 	return c
+}
+
+// attemptTimeout is Zeek's tcp_attempt_delay: a SYN unanswered this long
+// ends the attempt; later packets on the 4-tuple start a new connection.
+const attemptTimeout = 5e9
+
+// expired reports whether a packet at ts no longer belongs to c: c ended and
+// lingered long enough, or c is an unanswered attempt past its timeout.
+func (c *Conn) expired(ts, linger int64) bool {
+	if c.closedAt != 0 && ts > c.Last+linger {
+		return true
+	}
+	return c.Ep[FromClient].State == SynSent && c.Ep[FromServer].State == Inactive && ts > c.Start+attemptTimeout
 }
 
 func (c *Conn) dirOf(p *decode.Parsed) Dir {
@@ -166,7 +180,10 @@ func (t *Tracker) newConn(k key, p *decode.Parsed, ts int64) *Conn {
 	c.Ep[0].WScale, c.Ep[1].WScale = -1, -1
 	// Zeek's WantConnection: a connection that starts without a plain SYN
 	// is partial; guess the server from the ports.
-	if p.Flags&decode.SYN == 0 || p.Flags&decode.ACK != 0 {
+	if p.Flags&(decode.SYN|decode.ACK) == decode.SYN|decode.ACK {
+		// The first packet is a SYN-ACK: its sender is the server.
+		c.flip()
+	} else if p.Flags&decode.SYN == 0 {
 		if likelyServerPort(p.SrcPort) {
 			flip := true
 			if likelyServerPort(p.DstPort) {

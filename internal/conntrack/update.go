@@ -49,9 +49,11 @@ func (c *Conn) add(p *decode.Parsed, num uint64, ts int64, t *Tracker) {
 			ep.ISN = p.Seq
 			ep.SawSYN = true
 			ep.lastSeq = end
+			ep.dataEnd = p.Seq + 1
 		} else {
 			ep.ISN = p.Seq - 1
 			ep.lastSeq = p.Seq
+			ep.dataEnd = p.Seq
 		}
 		ep.seqInit = true
 		ep.FirstTS = ts
@@ -93,21 +95,32 @@ func (c *Conn) add(p *decode.Parsed, num uint64, ts int64, t *Tracker) {
 		ep.LastIPID = p.IPID
 	}
 
-	// ACK bookkeeping for the peer's sequence space.
+	// ACK bookkeeping for the peer's sequence space (Zeek's init_peer and
+	// update_ack_seq: an endpoint that never sent is sized 0).
 	if flags&decode.ACK != 0 {
 		if !peer.seqInit {
 			peer.ISN = p.Ack - 1
 			peer.lastSeq = p.Ack - 1
 			peer.seqInit = true
-		} else if flags&decode.RST == 0 {
+		} else if flags&decode.RST == 0 && peer.State != Inactive {
 			if !peer.ackInit || int32(p.Ack-peer.ackSeq) > 0 {
-				// A gap: the peer's data acknowledged here was never seen.
-				if peer.ackInit && int32(p.Ack-peer.lastSeq) > 0 && flags&decode.FIN == 0 && peer.State != Inactive {
-					peer.Gaps++
-					c.scaled(&peer.gapThresh, peer.Gaps, !isOrig, 'G')
+				if peer.ackInit && p.Ack < peer.ackSeq {
+					peer.ackWraps++
 				}
 				peer.ackSeq = p.Ack
 				peer.ackInit = true
+			}
+			// A content gap: the peer's data acknowledged here was never
+			// seen (Zeek's reassembler flags it; not on FIN/SYN packets).
+			expect := peer.dataEnd
+			if peer.FinPkt != 0 && peer.FinSeq == expect {
+				expect++
+			}
+			if int32(p.Ack-expect) > 0 && flags&(decode.FIN|decode.SYN) == 0 {
+				peer.Gaps++
+				c.scaled(&peer.gapThresh, peer.Gaps, !isOrig, 'G')
+				peer.dataEnd = p.Ack
+				peer.advance(p.Ack)
 			}
 		}
 	}
@@ -118,7 +131,7 @@ func (c *Conn) add(p *decode.Parsed, num uint64, ts int64, t *Tracker) {
 	case flags&(decode.SYN|decode.RST) != 0 && (delta > 1<<20 || delta < -(1<<20)):
 	case ep.State == Reset:
 	case delta > 0:
-		ep.lastSeq = end
+		ep.advance(end)
 	case p.PayloadLen > 0:
 		ep.Retrans++
 		t.stats.Retransmits++
@@ -133,6 +146,9 @@ func (c *Conn) add(p *decode.Parsed, num uint64, ts int64, t *Tracker) {
 	ep.LastTS = ts
 	if p.PayloadLen > 0 && flags&decode.RST == 0 {
 		ep.LastDataTS, ep.LastDataPkt = ts, num
+		if e := p.Seq + uint32(p.PayloadLen); int32(e-ep.dataEnd) > 0 {
+			ep.dataEnd = e
+		}
 	}
 	if flags&decode.FIN != 0 && ep.FinPkt == 0 {
 		ep.FinPkt, ep.FinTS, ep.FinSeq = num, ts, p.Seq+uint32(p.PayloadLen)
@@ -164,10 +180,12 @@ func (c *Conn) add(p *decode.Parsed, num uint64, ts int64, t *Tracker) {
 	c.keep(rec)
 }
 
-// bothEnded: an RST from either side, or a FIN from both.
+// bothEnded is Zeek's close_complete: an RST from either side, a FIN from
+// both, or a FIN from one side while the other never sent anything.
 func (c *Conn) bothEnded() bool {
 	a, b := &c.Ep[0], &c.Ep[1]
-	return a.RstPkt != 0 || b.RstPkt != 0 || (a.FinPkt != 0 && b.FinPkt != 0)
+	return a.RstPkt != 0 || b.RstPkt != 0 || (a.FinPkt != 0 && b.FinPkt != 0) ||
+		(a.FinPkt != 0 && b.State == Inactive) || (b.FinPkt != 0 && a.State == Inactive)
 }
 
 func (c *Conn) keep(rec Pkt) {
@@ -338,4 +356,15 @@ func (c *Conn) updateState(ep, peer *Endpoint, isOrig bool, f decode.Flags, p *d
 		}
 	case Reset:
 	}
+}
+
+// advance moves the highest sequence number seen forward, counting wraps.
+func (e *Endpoint) advance(end uint32) {
+	if int32(end-e.lastSeq) <= 0 {
+		return
+	}
+	if end < e.lastSeq {
+		e.seqWraps++
+	}
+	e.lastSeq = end
 }

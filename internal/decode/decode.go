@@ -75,6 +75,9 @@ type Parsed struct {
 	Payload []byte
 	// Truncated is set when the capture holds less payload than PayloadLen.
 	Truncated bool
+	// Tunneled is set when the TCP segment came out of a tunnel (Teredo);
+	// the IP fields are then the inner packet's.
+	Tunneled bool
 }
 
 // Decode parses data, a frame of the given link type (source.Link*).
@@ -213,10 +216,6 @@ func (p *Parsed) decodeIPv4(b []byte) {
 		p.Status = ShortIP
 		return
 	}
-	if ip.Protocol() != 6 {
-		p.Status = NotTCP
-		return
-	}
 	if ip.FragmentOffset() != 0 {
 		p.Status = Fragment
 		return
@@ -225,7 +224,14 @@ func (p *Parsed) decodeIPv4(b []byte) {
 	if len(b) > total {
 		b = b[:total]
 	}
-	p.decodeTCP(b[hl:], total-hl)
+	switch ip.Protocol() {
+	case 6:
+		p.decodeTCP(b[hl:], total-hl)
+	case 17:
+		p.decodeUDPTunnel(b[hl:])
+	default:
+		p.Status = NotTCP
+	}
 }
 
 // maxExtHeaders bounds the IPv6 extension header walk.
@@ -291,6 +297,9 @@ func (p *Parsed) decodeIPv6(b []byte) {
 				return
 			}
 			next, b, plen = b[0], b[n:], plen-n
+		case 17:
+			p.decodeUDPTunnel(b)
+			return
 		default:
 			p.Status = NotTCP
 			return
@@ -377,4 +386,48 @@ func (p *Parsed) SegLen() uint32 {
 		n++
 	}
 	return n
+}
+
+// teredoPort is Teredo's UDP port (RFC 4380).
+const teredoPort = 3544
+
+// decodeUDPTunnel looks inside Teredo (IPv6 in UDP, RFC 4380) for TCP.
+// Anything else over UDP is NotTCP. One level of tunnel only: an inner
+// packet that is itself a tunnel is not followed.
+func (p *Parsed) decodeUDPTunnel(b []byte) {
+	p.Status = NotTCP
+	if p.Tunneled || len(b) < 8 {
+		return
+	}
+	sport, dport := binary.BigEndian.Uint16(b), binary.BigEndian.Uint16(b[2:])
+	onPort := sport == teredoPort || dport == teredoPort
+	in := b[8:]
+	// Optional authentication indicator, then optional origin indication.
+	if len(in) >= 13 && in[0] == 0 && in[1] == 1 {
+		n := 13 + int(in[2]) + int(in[3])
+		if len(in) < n {
+			return
+		}
+		in = in[n:]
+	}
+	if len(in) >= 8 && in[0] == 0 && in[1] == 0 {
+		in = in[8:]
+	}
+	if len(in) < IPv6FixedSize || in[0]>>4 != 6 {
+		return
+	}
+	// Off port 3544 (Teredo relays use any port) accept only a packet whose
+	// IPv6 payload length fills the datagram exactly, as Zeek's detection does.
+	if !onPort && IPv6(in).PayloadLength()+IPv6FixedSize != len(in) {
+		return
+	}
+	outer := *p
+	p.Tunneled = true
+	p.decodeIPv6(in)
+	if p.Status != OK {
+		tunneled := p.Tunneled
+		*p = outer
+		p.Tunneled = tunneled
+		p.Status = NotTCP
+	}
 }

@@ -102,7 +102,7 @@ func refused(c *conntrack.Conn, s *Snapshot, inc *Incident) {
 	if first != 0 {
 		inc.Facts["answer_ms"] = math.Round(float64(srv.RstTS-first)/1e3) / 1e3
 	}
-	inc.Summary = fmt.Sprintf("The client %s sent SYN to %s and got RST back %s: nothing was listening there, the connection was refused.",
+	inc.Summary = fmt.Sprintf("The client %s sent SYN to %s and got RST back after %s: nothing was listening there, the connection was refused.",
 		s.Client, s.Server, ms(srv.RstTS-first))
 }
 

@@ -1,16 +1,12 @@
 package labpeer
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"strings"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 // BackendBody is the page a Backend serves.
@@ -54,10 +50,12 @@ const (
 	// then closes with SO_LINGER {1,0}: the reader gets ECONNRESET mid-body.
 	ModeResetMidResponse Mode = "reset-mid-response"
 	// ModeListenOverflow listens with a tiny backlog (BackendConfig.Backlog,
-	// default 1) and never accepts. With net.ipv4.tcp_abort_on_overflow=1
-	// (see SetAbortOnOverflow) a handshake that completes while the accept
-	// queue is full is answered with an RST (cause 8); with the default 0
-	// the final ACK is dropped and nothing is reset. See OverflowListener.
+	// default 1) and TCP_DEFER_ACCEPT and never accepts. With
+	// net.ipv4.tcp_abort_on_overflow=1 (see SetAbortOnOverflow) a handshake
+	// that completes while the accept queue is full is answered with an RST
+	// (cause 8); with the default 0 the segment is dropped and nothing is
+	// reset. ProvokeListenOverflow drives a client into that state; see
+	// ListenOverflow for why TCP_DEFER_ACCEPT.
 	ModeListenOverflow Mode = "listen-overflow"
 )
 
@@ -88,7 +86,13 @@ type BackendConfig struct {
 	Mode        Mode          // "" is ModeNormal
 	IdleTimeout time.Duration // keep-alive idle timeout; 0 means DefaultIdleTimeout
 	Backlog     int           // listen backlog for ModeListenOverflow; 0 means 1
-	Log         io.Writer     // nginx-like log lines; nil discards them
+	// IdleCloseDelay, if set, makes the Backend wait this long between its
+	// idle timeout firing and close(), like a busy server. A request that
+	// arrives in that gap is unread at close(), so the kernel sends an RST
+	// instead of a FIN and the client reads "Connection reset": the
+	// keep-alive race, made deterministic on loopback.
+	IdleCloseDelay time.Duration
+	Log            io.Writer // nginx-like log lines; nil discards them
 }
 
 // Backend is the lab's HTTP/1.1 origin server. Start it with StartBackend
@@ -126,7 +130,7 @@ func StartBackend(cfg BackendConfig) (*Backend, error) {
 		return nil, err
 	}
 	b.addr = ln.Addr().String()
-	b.srv = newConnServer(ln, cfg.IdleTimeout, b.log, b.handle)
+	b.srv = newConnServer(ln, cfg.IdleTimeout, cfg.IdleCloseDelay, b.log, b.handle)
 	return b, nil
 }
 
@@ -199,88 +203,4 @@ func (b *Backend) handle(sc *serverConn, req *http.Request) bool {
 		return false
 	}
 	return true
-}
-
-// SetAbortOnOverflow writes net.ipv4.tcp_abort_on_overflow (per network
-// namespace) in the caller's current network namespace: with 1 the kernel
-// resets a connection whose handshake completes while the accept queue is
-// full instead of dropping the final ACK. It returns the previous value so
-// the caller can restore it. Needs root (CAP_NET_ADMIN in the namespace).
-func SetAbortOnOverflow(on bool) (prev bool, err error) {
-	const p = "/proc/sys/net/ipv4/tcp_abort_on_overflow"
-	old, err := os.ReadFile(p)
-	if err != nil {
-		return false, err
-	}
-	v := "0\n"
-	if on {
-		v = "1\n"
-	}
-	if err := os.WriteFile(p, []byte(v), 0o644); err != nil {
-		return false, err
-	}
-	return strings.TrimSpace(string(old)) == "1", nil
-}
-
-// OverflowListener is a TCP listener that never accepts, so its accept queue
-// fills up: the listen-overflow peer.
-type OverflowListener struct {
-	ln *net.TCPListener
-}
-
-// ListenOverflow listens on addr with the given backlog (the accept queue
-// then holds backlog+1 connections on Linux) and never accepts.
-func ListenOverflow(addr string, backlog int) (*OverflowListener, error) {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, err
-	}
-	tl := ln.(*net.TCPListener)
-	rc, err := tl.SyscallConn()
-	if err != nil {
-		_ = ln.Close()
-		return nil, err
-	}
-	// Go listens with somaxconn; calling listen(2) again on a listening
-	// socket only changes its backlog.
-	var lerr error
-	if err := rc.Control(func(fd uintptr) { lerr = unix.Listen(int(fd), backlog) }); err != nil {
-		lerr = err
-	}
-	if lerr != nil {
-		_ = ln.Close()
-		return nil, fmt.Errorf("listen backlog %d: %w", backlog, lerr)
-	}
-	return &OverflowListener{ln: tl}, nil
-}
-
-// Addr is the listening address.
-func (o *OverflowListener) Addr() net.Addr { return o.ln.Addr() }
-
-// QueueLen returns the accept queue's current length and its limit, read
-// with TCP_INFO on the listener (tcpi_unacked and tcpi_sacked hold them for
-// a listening socket).
-func (o *OverflowListener) QueueLen() (n, limit int, err error) {
-	rc, err := o.ln.SyscallConn()
-	if err != nil {
-		return 0, 0, err
-	}
-	var info *unix.TCPInfo
-	var ierr error
-	if err := rc.Control(func(fd uintptr) { info, ierr = unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO) }); err != nil {
-		return 0, 0, err
-	}
-	if ierr != nil {
-		return 0, 0, ierr
-	}
-	return int(info.Unacked), int(info.Sacked), nil
-}
-
-// Close closes the listener; the kernel resets the connections still queued.
-func (o *OverflowListener) Close() error {
-	err := o.ln.Close()
-	if errors.Is(err, net.ErrClosed) {
-		return nil
-	}
-	return err
 }

@@ -5,10 +5,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
+	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -33,7 +35,22 @@ func TestMain(m *testing.M) {
 		}
 		os.Exit(0)
 	}
-	os.Exit(m.Run())
+	before := runtime.NumGoroutine()
+	code := m.Run()
+	if code == 0 {
+		// Every peer, pool and watcher must be gone once the tests' cleanups
+		// have run.
+		deadline := time.Now().Add(3 * time.Second)
+		for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+		if n := runtime.NumGoroutine(); n > before {
+			buf := make([]byte, 1<<20)
+			fmt.Fprintf(os.Stderr, "leaked goroutines: %d before, %d after\n%s", before, n, buf[:runtime.Stack(buf, true)])
+			code = 1
+		}
+	}
+	os.Exit(code)
 }
 
 // syncBuffer is a bytes.Buffer safe for a logger and a polling test.
@@ -419,4 +436,107 @@ func TestPeerProcessStdinEOF(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("peer still running after stdin closed")
 	}
+}
+
+// TestListenOverflow reproduces an accept-queue overflow reset inside a
+// private network namespace (root only), where tcp_abort_on_overflow can be
+// set without touching the host.
+func TestListenOverflow(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root for a network namespace")
+	}
+	for _, abort := range []bool{true, false} {
+		t.Run(fmt.Sprintf("abort_on_overflow=%v", abort), func(t *testing.T) {
+			err := RunInNewNetns(func() error {
+				if _, err := SetAbortOnOverflow(abort); err != nil {
+					return err
+				}
+				b, err := StartBackend(BackendConfig{Listen: "127.0.0.1:0", Mode: ModeListenOverflow, Backlog: 1})
+				if err != nil {
+					return err
+				}
+				defer b.Close()
+				res, err := ProvokeListenOverflow(testCtx(t), b.Addr(), 1, 300*time.Millisecond)
+				if err != nil {
+					return err
+				}
+				var e *Error
+				if !errors.As(res.Err, &e) {
+					return fmt.Errorf("no error on the overflowing connection: %v", res.Err)
+				}
+				t.Logf("queued %v, overflow on %s: %s", res.Queued, res.LocalAddr, e.Text)
+				want := KindReset
+				if !abort {
+					want = KindTimeout
+				}
+				if e.Kind != want {
+					return fmt.Errorf("kind %v (%v), want %v", e.Kind, e, want)
+				}
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+// TestKeepAliveRace: a request reaches the server after its idle timeout
+// fired but before its close(); the close finds unread data and sends an
+// RST instead of a FIN, and the client reads "Connection reset" (not "end of
+// stream"). IdleCloseDelay holds that gap open so the order is fixed.
+func TestKeepAliveRace(t *testing.T) {
+	t.Parallel()
+	log := &syncBuffer{}
+	b := startBackend(t, BackendConfig{IdleTimeout: 100 * time.Millisecond, IdleCloseDelay: 300 * time.Millisecond, Log: log})
+	p := newPool(t, Options{})
+	first := p.Get(testCtx(t), "http://"+b.Addr()+"/")
+	mustOK(t, first)
+	waitFor(t, "idle timeout", func() bool { return b.Stats().IdleExpired == 1 })
+	r := p.Get(testCtx(t), "http://"+b.Addr()+"/")
+	if r.Kind != KindReset || !r.Reused || r.LocalAddr != first.LocalAddr {
+		t.Fatalf("kind %v reused %v: %v", r.Kind, r.Reused, r.Err)
+	}
+	waitFor(t, "backend close", func() bool { return b.Stats().IdleClosed == 1 })
+	if !strings.Contains(log.String(), "bytes unread") {
+		t.Fatalf("backend log:\n%s", log.String())
+	}
+}
+
+// TestKeepAliveRaceTiming tries to hit the race by timing alone (no
+// IdleCloseDelay): the second request is sent at the idle timeout, give or
+// take a few hundred microseconds. It only reports what happened; set
+// RSTSCOPE_LAB_RACE=1 to run it.
+func TestKeepAliveRaceTiming(t *testing.T) {
+	if os.Getenv("RSTSCOPE_LAB_RACE") == "" {
+		t.Skip("set RSTSCOPE_LAB_RACE=1 to run the timing experiment")
+	}
+	const idle = 20 * time.Millisecond
+	b := startBackend(t, BackendConfig{IdleTimeout: idle})
+	var mu sync.Mutex
+	counts := map[string]int{}
+	var wg sync.WaitGroup
+	for i := range 200 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p := NewPool(Options{ReadTimeout: 2 * time.Second})
+			defer p.Close()
+			r := p.Get(context.Background(), "http://"+b.Addr()+"/")
+			if r.Err != nil {
+				return
+			}
+			time.Sleep(idle + time.Duration(i%40-20)*20*time.Microsecond)
+			r = p.Get(context.Background(), "http://"+b.Addr()+"/")
+			k := "ok"
+			if r.Err != nil {
+				k = r.Kind.String()
+			}
+			mu.Lock()
+			counts[k]++
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	t.Logf("outcomes: %v", counts)
 }

@@ -96,7 +96,7 @@ func StartProxy(cfg ProxyConfig) (*Proxy, error) {
 		return nil, err
 	}
 	p := &Proxy{cfg: cfg, log: newErrLog(cfg.Log)}
-	p.srv = newConnServer(ln, cfg.IdleTimeout, p.log, p.handle)
+	p.srv = newConnServer(ln, cfg.IdleTimeout, 0, p.log, p.handle)
 	return p, nil
 }
 

@@ -15,6 +15,7 @@ type PeerConfig struct {
 	Idle            time.Duration // keep-alive idle timeout towards clients; 0: DefaultIdleTimeout
 	Mode            Mode          // backend: misbehaviour, "" is ModeNormal
 	Backlog         int           // backend, listen-overflow: listen backlog (0: 1)
+	IdleCloseDelay  time.Duration // backend: wait between idle timeout and close() (keep-alive race)
 	AbortOnOverflow bool          // backend: set net.ipv4.tcp_abort_on_overflow=1 first (root, per netns)
 	Upstream        string        // proxy: upstream address
 	KeepAlive       int           // proxy: idle upstream connections kept (0: 16, <0: none)
@@ -37,7 +38,7 @@ func RunPeer(ctx context.Context, cfg PeerConfig, stdin io.Reader, stdout, stder
 			}
 		}
 		b, err := StartBackend(BackendConfig{Listen: cfg.Listen, Mode: cfg.Mode, IdleTimeout: cfg.Idle,
-			Backlog: cfg.Backlog, Log: stderr})
+			Backlog: cfg.Backlog, IdleCloseDelay: cfg.IdleCloseDelay, Log: stderr})
 		if err != nil {
 			return err
 		}

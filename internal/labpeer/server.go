@@ -14,6 +14,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // DefaultIdleTimeout is the keep-alive idle timeout of the Backend and of the
@@ -28,10 +30,11 @@ const headerTimeout = 10 * time.Second
 // Stats counts what a server peer has done. The orchestrator and tests poll
 // it, e.g. to wait until an idle connection has been closed by the server.
 type Stats struct {
-	Accepted   int64 // connections accepted
-	Requests   int64 // requests read
-	IdleClosed int64 // keep-alive connections closed (FIN) after the idle timeout
-	Open       int64 // connections currently open
+	Accepted    int64 // connections accepted
+	Requests    int64 // requests read
+	IdleExpired int64 // keep-alive idle timeouts that fired (the close may still be pending)
+	IdleClosed  int64 // keep-alive connections closed after the idle timeout
+	Open        int64 // connections currently open
 }
 
 // errLog writes nginx-style error-log lines:
@@ -88,26 +91,27 @@ type handlerFunc func(sc *serverConn, req *http.Request) (keep bool)
 // accepts connections, waits at most idle for each next request and closes
 // an idle connection normally (FIN), as nginx does at keepalive_timeout.
 type connServer struct {
-	ln     net.Listener
-	idle   time.Duration
-	log    *errLog
-	handle handlerFunc
-	name   string // "server: ..." in log lines
+	ln         net.Listener
+	idle       time.Duration
+	closeDelay time.Duration // wait between the idle timeout and close()
+	log        *errLog
+	handle     handlerFunc
+	name       string // "server: ..." in log lines
 
 	mu     sync.Mutex
 	conns  map[*net.TCPConn]struct{}
 	closed bool
 	wg     sync.WaitGroup
 
-	nextID                                  atomic.Uint64
-	accepted, requests, idleClosed, openNow atomic.Int64
+	nextID                                               atomic.Uint64
+	accepted, requests, idleExpired, idleClosed, openNow atomic.Int64
 }
 
-func newConnServer(ln net.Listener, idle time.Duration, log *errLog, h handlerFunc) *connServer {
+func newConnServer(ln net.Listener, idle, closeDelay time.Duration, log *errLog, h handlerFunc) *connServer {
 	if idle <= 0 {
 		idle = DefaultIdleTimeout
 	}
-	s := &connServer{ln: ln, idle: idle, log: log, handle: h, name: ln.Addr().String(),
+	s := &connServer{ln: ln, idle: idle, closeDelay: closeDelay, log: log, handle: h, name: ln.Addr().String(),
 		conns: map[*net.TCPConn]struct{}{}}
 	s.wg.Add(1)
 	go s.acceptLoop()
@@ -116,7 +120,7 @@ func newConnServer(ln net.Listener, idle time.Duration, log *errLog, h handlerFu
 
 func (s *connServer) stats() Stats {
 	return Stats{Accepted: s.accepted.Load(), Requests: s.requests.Load(),
-		IdleClosed: s.idleClosed.Load(), Open: s.openNow.Load()}
+		IdleExpired: s.idleExpired.Load(), IdleClosed: s.idleClosed.Load(), Open: s.openNow.Load()}
 }
 
 func (s *connServer) acceptLoop() {
@@ -163,10 +167,20 @@ func (s *connServer) serve(sc *serverConn) {
 		if _, err := sc.br.Peek(1); err != nil {
 			switch {
 			case errors.Is(err, os.ErrDeadlineExceeded):
-				_ = sc.c.Close() // nothing unread: a normal FIN
+				s.idleExpired.Add(1)
+				how := "FIN"
+				if s.closeDelay > 0 {
+					// A busy server closes a little after its timer fired;
+					// a request arriving meanwhile is unread at close().
+					time.Sleep(s.closeDelay)
+					if n, _ := unreadBytes(sc.c); n > 0 || sc.br.Buffered() > 0 {
+						how = fmt.Sprintf("RST: %d bytes unread", n+sc.br.Buffered())
+					}
+				}
+				_ = sc.c.Close() // nothing unread: a normal FIN; else an RST
 				s.idleClosed.Add(1)
-				s.log.printf("info", sc.id, "keepalive timeout (%s), closed idle connection, client: %s, server: %s",
-					s.idle, sc.client(), s.name)
+				s.log.printf("info", sc.id, "keepalive timeout (%s), closed idle connection (%s), client: %s, server: %s",
+					s.idle, how, sc.client(), s.name)
 			case errors.Is(err, io.EOF):
 				_ = sc.c.Close()
 				s.log.printf("info", sc.id, "client %s closed keepalive connection", sc.client())
@@ -198,6 +212,20 @@ func (s *connServer) serve(sc *serverConn) {
 			return
 		}
 	}
+}
+
+// unreadBytes is the number of bytes waiting in c's receive queue (FIONREAD).
+func unreadBytes(c *net.TCPConn) (int, error) {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return 0, err
+	}
+	var n int
+	var ierr error
+	if err := rc.Control(func(fd uintptr) { n, ierr = unix.IoctlGetInt(int(fd), unix.SIOCINQ) }); err != nil {
+		return 0, err
+	}
+	return n, ierr
 }
 
 // close stops accepting, closes every open connection and waits for all

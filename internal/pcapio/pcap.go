@@ -39,7 +39,7 @@ func (r *Reader) readPcapHeader() error {
 	}
 	snaplen := min(uint64(u32(h[16:])), maxBlockLen)
 	r.pcap.snaplen = int(snaplen)
-	r.pcap.maxCaplen = max(maxPcapCaplen, r.pcap.snaplen)
+	r.pcap.maxCaplen = max(maxPcapCaplen, min(r.pcap.snaplen, maxBlockLen-pcapRecordHeaderLen))
 	r.pcap.linkType = u32(h[20:]) & linkTypeMask
 	r.addLinkType(r.pcap.linkType)
 	r.consume(pcapFileHeaderLen)

@@ -44,8 +44,8 @@ const (
 
 // Capture file magic numbers, as the first four bytes of the file.
 var (
-	magicGzip     = []byte{0x1f, 0x8b}
-	magicPcapNgLE = []byte{0x0a, 0x0d, 0x0d, 0x0a}
+	magicGzip   = []byte{0x1f, 0x8b}
+	magicPcapng = []byte{0x0a, 0x0d, 0x0d, 0x0a}
 )
 
 const (
@@ -98,7 +98,8 @@ type Reader struct {
 	ng     bool
 	format string
 
-	linkTypes []uint32 // distinct, in order of first appearance
+	linkTypes []uint32            // distinct, in order of first appearance
+	linkSeen  map[uint32]struct{} // the same, for lookup
 
 	// Classic pcap.
 	pcap pcapState
@@ -134,6 +135,9 @@ func (c *countingReader) Read(p []byte) (int, error) {
 // header block, either byte order). Any other input is an error saying what
 // its first bytes were.
 func NewReader(r io.Reader) (*Reader, error) {
+	if r == nil {
+		return nil, errors.New("pcapio: nil reader")
+	}
 	rd := &Reader{buf: make([]byte, initialBufSize)}
 	rd.raw.r = r
 	rd.src = &rd.raw
@@ -158,7 +162,7 @@ func NewReader(r io.Reader) (*Reader, error) {
 		return nil, fmt.Errorf("reading capture file: %w", rd.rerr)
 	}
 	switch {
-	case len(head) >= 4 && string(head[:4]) == string(magicPcapNgLE):
+	case len(head) >= 4 && string(head[:4]) == string(magicPcapng):
 		rd.ng = true
 		rd.format += "pcapng"
 		return rd, nil
@@ -210,10 +214,13 @@ func notCapture(rd *Reader, head []byte) error {
 	return fmt.Errorf("not a capture file%s: starts with % x (%q)", inside, head, string(text))
 }
 
-// Open opens the capture file at path; "-" means stdin. Closing the
-// returned Reader closes the file (but not stdin).
+// Open opens the capture file at path; "-" means stdin (os.Stdin if stdin
+// is nil). Closing the returned Reader closes the file, but not stdin.
 func Open(path string, stdin io.Reader) (*Reader, error) {
 	if path == "-" {
+		if stdin == nil {
+			stdin = os.Stdin
+		}
 		r, err := NewReader(stdin)
 		if err != nil {
 			return nil, fmt.Errorf("standard input: %w", err)
@@ -293,11 +300,13 @@ func (r *Reader) BytesRead() int64 { return r.raw.n }
 func (r *Reader) OverSnaplen() int { return r.pcap.overSnaplen }
 
 func (r *Reader) addLinkType(lt uint32) {
-	for _, t := range r.linkTypes {
-		if t == lt {
-			return
-		}
+	if _, ok := r.linkSeen[lt]; ok {
+		return
 	}
+	if r.linkSeen == nil {
+		r.linkSeen = make(map[uint32]struct{})
+	}
+	r.linkSeen[lt] = struct{}{}
 	r.linkTypes = append(r.linkTypes, lt)
 }
 
@@ -376,8 +385,13 @@ func (r *Reader) consume(n int) {
 func (r *Reader) truncated(record int, off, have, want int64) error {
 	e := &FormatError{Offset: off, Record: record,
 		Msg: fmt.Sprintf("file ends inside record %d: have %d of %d bytes", record, have, want)}
-	if r.rerr != nil && r.rerr != io.EOF {
-		e.Msg += " (" + r.rerr.Error() + ")"
+	switch r.rerr {
+	case nil, io.EOF:
+	case io.ErrUnexpectedEOF: // a cut gzip stream
+		e.Msg += " (compressed stream cut short)"
+		e.Err = r.rerr
+	default:
+		e.Msg = fmt.Sprintf("read failed after %d of %d bytes: %v", have, want, r.rerr)
 		e.Err = r.rerr
 	}
 	return e

@@ -22,6 +22,10 @@ const (
 	optComment  = 1
 	optTSResol  = 9  // if_tsresol
 	optTSOffset = 14 // if_tsoffset
+
+	// maxInterfaces bounds the interfaces of one section, and so the
+	// memory a stream of interface blocks can take.
+	maxInterfaces = 1 << 16
 )
 
 type pcapngState struct {
@@ -239,6 +243,9 @@ func (r *Reader) readSHB(rec int, b []byte) error {
 func (r *Reader) readIDB(rec int, b []byte) error {
 	if len(b) < 20 {
 		return r.formatErr(rec, "interface description block too short: %d bytes", len(b))
+	}
+	if len(r.png.ifaces) >= maxInterfaces {
+		return r.formatErr(rec, "more than %d interfaces in one section", maxInterfaces)
 	}
 	i := ngIface{
 		linkType: uint32(r.u16(b[8:])),

@@ -5,9 +5,11 @@ import (
 	"compress/gzip"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -464,6 +466,8 @@ func TestSlowReader(t *testing.T) {
 		}
 		if _, err := drain(r); !errors.Is(err, iotest.ErrTimeout) {
 			t.Errorf("failing reader: error %v, want one wrapping %v", err, iotest.ErrTimeout)
+		} else if !regexp.MustCompile(`^record [0-9]+ at offset [0-9]+: read failed after [0-9]+ of [0-9]+ bytes: timeout$`).MatchString(err.Error()) {
+			t.Errorf("failing reader: error %q does not say where it failed", err)
 		}
 	}
 }
@@ -556,5 +560,24 @@ func TestZeroAllocs(t *testing.T) {
 		if allocs != 0 {
 			t.Errorf("%s: %v allocations per packet, want 0", r.Format(), allocs)
 		}
+	}
+}
+
+func TestPcapngInterfaceLimit(t *testing.T) {
+	n := &ngFile{}
+	n.shb(leOrder)
+	for range maxInterfaces {
+		n.idb(1, 0)
+	}
+	n.epb(maxInterfaces-1, 1, []byte("last interface"), 14)
+	limit := len(n.b)
+	n.idb(1, 0)
+	_, frames, err := readAll(t, n.b)
+	if len(frames) != 1 || frames[0].iface != maxInterfaces-1 {
+		t.Errorf("frames %+v, want one on interface %d", frames, maxInterfaces-1)
+	}
+	want := fmt.Sprintf("record %d at offset %d: more than 65536 interfaces in one section", maxInterfaces+3, limit)
+	if err == nil || err.Error() != want {
+		t.Errorf("error %v, want %q", err, want)
 	}
 }

@@ -1,0 +1,243 @@
+// Package report renders what the engine found: JSON Lines (a contract other
+// tools rely on: extend it, never break it), the text report with its
+// terminal sequence diagrams, and connection rows in the manner of Zeek's
+// conn.log.
+package report
+
+import (
+	"encoding/json"
+	"net/netip"
+	"sort"
+	"time"
+
+	"github.com/rstscope/rstscope/internal/cause"
+	"github.com/rstscope/rstscope/internal/conntrack"
+	"github.com/rstscope/rstscope/internal/diagnose"
+	"github.com/rstscope/rstscope/internal/engine"
+)
+
+// HTTPJSON is one HTTP line in a conn object.
+type HTTPJSON struct {
+	Dir        string  `json:"dir"` // "request" or "response"
+	Method     string  `json:"method,omitempty"`
+	Target     string  `json:"target,omitempty"`
+	Status     int     `json:"status,omitempty"`
+	Reason     string  `json:"reason,omitempty"`
+	Time       string  `json:"time"`
+	Packet     uint64  `json:"packet"`
+	IdleBefore float64 `json:"idle_before_s"`
+	Close      bool    `json:"connection_close,omitempty"`
+	KeepAliveS int     `json:"keep_alive_timeout_s,omitempty"`
+}
+
+// ConnJSON is the "conn" object of --json.
+type ConnJSON struct {
+	Type        string     `json:"type"`
+	UID         string     `json:"uid"`
+	Start       string     `json:"start"`
+	Duration    float64    `json:"duration_s"`
+	Client      string     `json:"client"`
+	Server      string     `json:"server"`
+	ConnState   string     `json:"conn_state"`
+	History     string     `json:"history"`
+	ClientPkts  uint64     `json:"client_pkts"`
+	ServerPkts  uint64     `json:"server_pkts"`
+	ClientBytes uint64     `json:"client_bytes"`
+	ServerBytes uint64     `json:"server_bytes"`
+	Retrans     [2]uint32  `json:"retransmits"`
+	MaxIdle     float64    `json:"max_idle_s"`
+	ResetBy     string     `json:"reset_by,omitempty"`
+	Evicted     bool       `json:"evicted,omitempty"`
+	HTTP        []HTTPJSON `json:"http"`
+}
+
+// RFC3339 formats Unix ns as RFC 3339 with nanoseconds, in UTC.
+func RFC3339(ns int64) string { return time.Unix(0, ns).UTC().Format(time.RFC3339Nano) }
+
+func secs(ns int64) float64 { return float64(ns/1000) / 1e6 }
+
+// Conn builds the conn object straight from the tracker's connection.
+func Conn(c *conntrack.Conn) ConnJSON {
+	j := ConnJSON{
+		Type: "conn", UID: diagnose.UID(c.ID), Start: RFC3339(c.Start), Duration: secs(c.Duration()),
+		Client: hostPort(c.Client()), Server: hostPort(c.Server()),
+		ConnState: c.State(), History: c.History(),
+		ClientPkts: c.Ep[0].Pkts, ServerPkts: c.Ep[1].Pkts,
+		ClientBytes: c.Ep[0].Size(), ServerBytes: c.Ep[1].Size(),
+		Retrans: [2]uint32{c.Ep[0].Retrans, c.Ep[1].Retrans},
+		MaxIdle: secs(c.MaxGap), Evicted: c.Evicted, HTTP: []HTTPJSON{},
+	}
+	if d, ok := c.ResetBy(); ok {
+		j.ResetBy = diagnose.Side(d)
+	}
+	for _, m := range c.HTTP() {
+		j.HTTP = append(j.HTTP, httpJSON(m))
+	}
+	return j
+}
+
+func httpJSON(m conntrack.HTTPMsg) HTTPJSON {
+	h := HTTPJSON{Method: m.Method, Target: m.Target, Status: m.Status, Reason: m.Reason,
+		Time: RFC3339(m.TS), Packet: m.Pkt, IdleBefore: secs(m.IdleBefore), Close: m.Close, KeepAliveS: m.KeepAliveS}
+	if m.Method != "" {
+		h.Dir = "request"
+	} else {
+		h.Dir = "response"
+	}
+	return h
+}
+
+// hostPort writes ip:port as net.JoinHostPort does ([::1]:80 for IPv6).
+func hostPort(a netip.AddrPort) string { return a.String() }
+
+// ConnRef names a connection inside an incident.
+type ConnRef struct {
+	UID    string `json:"uid"`
+	Client string `json:"client"`
+	Server string `json:"server"`
+}
+
+// IncidentJSON is the "incident" object of --json.
+type IncidentJSON struct {
+	Type         string                 `json:"type"`
+	Kind         string                 `json:"kind"`
+	Cause        cause.ID               `json:"cause"`
+	Title        string                 `json:"title"`
+	Time         string                 `json:"time"`
+	Conn         ConnRef                `json:"conn"`
+	ResetBy      string                 `json:"reset_by"`
+	Packets      []uint64               `json:"packets"`
+	Summary      string                 `json:"summary"`
+	Explanation  string                 `json:"explanation"`
+	Advice       []string               `json:"advice"`
+	Related      []string               `json:"related"`
+	Facts        map[string]any         `json:"facts"`
+	KernelReason string                 `json:"kernel_reason,omitempty"`
+	Alternatives []diagnose.Alternative `json:"alternatives,omitempty"`
+}
+
+// Incident builds the incident object.
+func Incident(inc *diagnose.Incident) IncidentJSON {
+	j := IncidentJSON{Type: "incident", Kind: inc.Kind, Cause: inc.Cause, Time: RFC3339(inc.Time),
+		Conn:    ConnRef{UID: inc.Conn.UID, Client: inc.Conn.Client, Server: inc.Conn.Server},
+		ResetBy: inc.ResetBy, Packets: inc.Packets, Summary: inc.Summary, Explanation: inc.Explanation,
+		Advice: inc.Advice, Related: inc.Related, Facts: inc.Facts, KernelReason: inc.KernelReason,
+		Alternatives: inc.Alternatives}
+	if c := cause.Lookup(inc.Cause); c != nil {
+		j.Title = c.Title
+	}
+	if j.Packets == nil {
+		j.Packets = []uint64{}
+	}
+	if j.Related == nil {
+		j.Related = []string{}
+	}
+	if j.Advice == nil {
+		j.Advice = []string{}
+	}
+	if j.Facts == nil {
+		j.Facts = map[string]any{}
+	}
+	return j
+}
+
+// Input describes what was read, for the summary.
+type Input struct {
+	Name      string
+	Format    string
+	ReadError string
+	Elapsed   time.Duration
+}
+
+// SummaryJSON is the closing "summary" object of --json.
+type SummaryJSON struct {
+	Type         string            `json:"type"`
+	File         string            `json:"file"`
+	Format       string            `json:"format"`
+	LinkTypes    []string          `json:"link_types"`
+	Packets      uint64            `json:"packets"`
+	TCPPackets   uint64            `json:"tcp_packets"`
+	OtherPackets uint64            `json:"other_packets"`
+	Malformed    uint64            `json:"malformed_packets"`
+	Skipped      map[string]uint64 `json:"skipped"`
+	Truncated    uint64            `json:"truncated_packets"`
+	Bytes        uint64            `json:"bytes"`
+	First        string            `json:"first,omitempty"`
+	Last         string            `json:"last,omitempty"`
+	Duration     float64           `json:"duration_s"`
+	Connections  uint64            `json:"connections"`
+	ConnStates   map[string]uint64 `json:"conn_states"`
+	Resets       uint64            `json:"conns_with_reset"`
+	Incidents    map[string]int    `json:"incidents"`
+	NotDetailed  int               `json:"incidents_not_detailed"`
+	Evicted      uint64            `json:"evicted_connections"`
+	PeakLive     int               `json:"peak_live_connections"`
+	Retransmits  uint64            `json:"retransmits"`
+	Comments     uint64            `json:"packet_comments"`
+	ReadError    string            `json:"read_error,omitempty"`
+}
+
+// Tally counts connections by state as they finish.
+type Tally struct {
+	States map[string]uint64
+	Resets uint64
+}
+
+// Add counts one finished connection.
+func (t *Tally) Add(c *conntrack.Conn) {
+	if t.States == nil {
+		t.States = map[string]uint64{}
+	}
+	t.States[c.State()]++
+	if _, ok := c.ResetBy(); ok {
+		t.Resets++
+	}
+}
+
+// Summary builds the summary object.
+func Summary(in Input, st engine.Stats, t *Tally, counts map[cause.ID]int, notDetailed int) SummaryJSON {
+	s := SummaryJSON{Type: "summary", File: in.Name, Format: in.Format, Packets: st.Frames, TCPPackets: st.TCP,
+		OtherPackets: st.NotTCP, Malformed: st.Malformed, Skipped: st.Skipped, Truncated: st.Truncated,
+		Bytes: st.Bytes, Connections: st.Track.Conns, ConnStates: t.States, Resets: t.Resets,
+		Incidents: map[string]int{}, NotDetailed: notDetailed, Evicted: st.Track.Evicted,
+		PeakLive: st.Track.PeakLive, Retransmits: st.Track.Retransmits, Comments: st.Comments, ReadError: in.ReadError}
+	if s.ConnStates == nil {
+		s.ConnStates = map[string]uint64{}
+	}
+	if st.Frames > 0 {
+		s.First, s.Last, s.Duration = RFC3339(st.First), RFC3339(st.Last), secs(st.Last-st.First)
+	}
+	for id, n := range counts {
+		s.Incidents[string(id)] = n
+	}
+	for lt := range st.LinkTypes {
+		s.LinkTypes = append(s.LinkTypes, LinkName(lt))
+	}
+	sort.Strings(s.LinkTypes)
+	return s
+}
+
+// LinkName names a link type.
+func LinkName(lt uint32) string {
+	switch lt {
+	case 0:
+		return "BSD loopback"
+	case 1:
+		return "Ethernet"
+	case 101, 12, 14:
+		return "raw IP"
+	case 108:
+		return "OpenBSD loopback"
+	case 113:
+		return "Linux cooked v1"
+	case 228:
+		return "raw IPv4"
+	case 229:
+		return "raw IPv6"
+	case 276:
+		return "Linux cooked v2"
+	}
+	return "link type " + itoa(int(lt))
+}
+
+func itoa(n int) string { b, _ := json.Marshal(n); return string(b) }
