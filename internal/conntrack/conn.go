@@ -52,8 +52,11 @@ type Pkt struct {
 	TTL   uint8
 	HasTS bool // timestamp option present
 	IPID  uint16
-	HTTP  int16 // index into Conn.HTTP of the message starting in this packet, or -1
-	Note  int16 // index into Conn.Notes (e.g. the kernel's reset reason), or -1
+	// HTTP is the index of the message starting in this packet: in the
+	// tracker, its serial number on the connection; in the slices returned
+	// by Conn.Packets, its index in Conn.HTTP(); -1 if none (or not kept).
+	HTTP int32
+	Note int16 // index into Conn.Notes (e.g. the kernel's reset reason), or -1
 }
 
 // HTTPMsg is a request or status line seen at the start of a segment.
@@ -158,10 +161,10 @@ type Note struct {
 
 // Limits on what one connection keeps.
 const (
-	headPkts    = 12 // the first packets (handshake, first request)
-	tailPkts    = 40 // the last packets (the end, where resets are)
-	headHTTP    = 4
-	tailHTTP    = 28
+	headPkts    = 8  // the first packets (handshake, first request)
+	tailPkts    = 24 // the last packets (the end, where resets are)
+	headHTTP    = 2
+	tailHTTP    = 14
 	maxHistory  = 64
 	maxNotes    = 32
 	rstPayloadN = 64
@@ -198,28 +201,74 @@ func (c *Conn) Client() netip.AddrPort { return c.Ep[FromClient].Addr }
 // Server returns the responder's address.
 func (c *Conn) Server() netip.AddrPort { return c.Ep[FromServer].Addr }
 
-// Packets returns the kept packets in capture order. The slice is freshly
-// allocated; the connection is recycled after the done callback returns.
+// Packets returns the kept packets in capture order, with Pkt.HTTP as an
+// index into HTTP(). The slice is freshly allocated; the connection is
+// recycled after the done callback returns.
 func (c *Conn) Packets() []Pkt {
+	var out []Pkt
 	if len(c.pkts) < headPkts+tailPkts || c.ring == 0 {
-		return append([]Pkt(nil), c.pkts...)
+		out = append([]Pkt(nil), c.pkts...)
+	} else {
+		out = make([]Pkt, 0, len(c.pkts))
+		out = append(out, c.pkts[:headPkts]...)
+		tail := c.pkts[headPkts:]
+		out = append(out, tail[c.ring:]...)
+		out = append(out, tail[:c.ring]...)
 	}
-	out := make([]Pkt, 0, len(c.pkts))
-	out = append(out, c.pkts[:headPkts]...)
-	tail := c.pkts[headPkts:]
-	out = append(out, tail[c.ring:]...)
-	return append(out, tail[:c.ring]...)
+	for i := range out {
+		if out[i].HTTP >= 0 {
+			out[i].HTTP = int32(c.httpIndex(int(out[i].HTTP)))
+		}
+	}
+	return out
+}
+
+// httpIndex maps a message's serial number to its index in HTTP(), or -1
+// if it was not kept.
+func (c *Conn) httpIndex(serial int) int {
+	if serial < headHTTP {
+		if serial < len(c.http) {
+			return serial
+		}
+		return -1
+	}
+	tailLen := len(c.http) - headHTTP
+	first := c.HTTPTotal - tailLen
+	if tailLen <= 0 || serial < first || serial >= c.HTTPTotal {
+		return -1
+	}
+	return headHTTP + serial - first
 }
 
 // HTTP returns the kept HTTP messages in order (a fresh slice).
 func (c *Conn) HTTP() []HTTPMsg {
+	out := make([]HTTPMsg, 0, len(c.http))
+	c.EachHTTP(func(m *HTTPMsg) bool { out = append(out, *m); return true })
+	return out
+}
+
+// EachHTTP calls fn for each kept HTTP message in order, without copying,
+// until fn returns false.
+func (c *Conn) EachHTTP(fn func(m *HTTPMsg) bool) {
 	if len(c.http) < headHTTP+tailHTTP || c.httpRing == 0 {
-		return append([]HTTPMsg(nil), c.http...)
+		for i := range c.http {
+			if !fn(&c.http[i]) {
+				return
+			}
+		}
+		return
 	}
-	out := append([]HTTPMsg(nil), c.http[:headHTTP]...)
+	for i := 0; i < headHTTP; i++ {
+		if !fn(&c.http[i]) {
+			return
+		}
+	}
 	tail := c.http[headHTTP:]
-	out = append(out, tail[c.httpRing:]...)
-	return append(out, tail[:c.httpRing]...)
+	for i := range tail {
+		if !fn(&tail[(c.httpRing+i)%tailHTTP]) {
+			return
+		}
+	}
 }
 
 // Dropped reports how many packets are not in Packets().

@@ -13,7 +13,7 @@ const maxTarget = 200
 
 // sniffHTTP records an HTTP message starting in payload and returns its
 // index in c.http, or -1.
-func (c *Conn) sniffHTTP(dir Dir, payload []byte, num uint64, ts int64, idle int64) int16 {
+func (c *Conn) sniffHTTP(dir Dir, payload []byte, num uint64, ts int64, idle int64, in *interner) int32 {
 	if len(payload) < 8 {
 		c.addBody(dir, len(payload))
 		return -1
@@ -36,7 +36,7 @@ func (c *Conn) sniffHTTP(dir Dir, payload []byte, num uint64, ts int64, idle int
 		}
 		m.Status = code
 		if len(line) > 13 {
-			m.Reason = string(trunc(line[13:], 60))
+			m.Reason = in.str(trunc(line[13:], 60))
 		}
 	case payload[0] >= 'C' && payload[0] <= 'T':
 		sp := bytes.IndexByte(payload[:min(len(payload), 9)], ' ')
@@ -63,20 +63,18 @@ func (c *Conn) sniffHTTP(dir Dir, payload []byte, num uint64, ts int64, idle int
 			return -1
 		}
 		m.Method = method
-		m.Target = string(trunc(rest[:end], maxTarget))
+		m.Target = in.str(trunc(rest[:end], maxTarget))
 	default:
 		c.addBody(dir, len(payload))
 		return -1
 	}
 	m.Dir, m.Pkt, m.TS, m.IdleBefore = dir, num, ts, idle
 	m.ContentLength = -1
-	hdrEnd := bytes.Index(payload, []byte("\r\n\r\n"))
-	headers := payload
-	if hdrEnd >= 0 {
-		headers = payload[:hdrEnd]
-		m.BodySeen = int64(len(payload) - hdrEnd - 4)
+	// Requests without a body need no headers (the common GET is cheap);
+	// responses and uploads do: Content-Length, Connection, Keep-Alive.
+	if m.Method == "" || (m.Method != "GET" && m.Method != "HEAD") {
+		m.BodySeen = parseHeaders(&m, payload)
 	}
-	parseHeaders(&m, headers)
 	return c.addHTTP(m)
 }
 
@@ -93,22 +91,37 @@ func (c *Conn) addBody(dir Dir, n int) {
 	}
 }
 
-func (c *Conn) addHTTP(m HTTPMsg) int16 {
+// addHTTP keeps m (the first headHTTP messages and a ring of the last
+// tailHTTP) and returns its serial number on the connection.
+func (c *Conn) addHTTP(m HTTPMsg) int32 {
+	serial := int32(c.HTTPTotal)
 	c.HTTPTotal++
 	if len(c.http) < headHTTP+tailHTTP {
 		c.http = append(c.http, m)
-		return int16(len(c.http) - 1)
+		return serial
 	}
-	i := headHTTP + c.httpRing
-	c.http[i] = m
+	c.http[headHTTP+c.httpRing] = m
 	c.httpRing = (c.httpRing + 1) % tailHTTP
-	// Packets that pointed at the overwritten message no longer do.
-	for j := range c.pkts {
-		if c.pkts[j].HTTP == int16(i) && c.pkts[j].Num != m.Pkt {
-			c.pkts[j].HTTP = -1
-		}
+	return serial
+}
+
+// interner makes strings of repeated byte sequences (request targets,
+// reason phrases) without allocating each time: map lookups with a
+// string(b) key do not allocate. It is bounded.
+type interner struct {
+	m map[string]string
+}
+
+func (in *interner) str(b []byte) string {
+	if s, ok := in.m[string(b)]; ok {
+		return s
 	}
-	return int16(i)
+	s := string(b)
+	if in.m == nil || len(in.m) >= 8192 {
+		in.m = make(map[string]string, 256)
+	}
+	in.m[s] = s
+	return s
 }
 
 func firstLine(b []byte) []byte {
@@ -126,8 +139,16 @@ func trunc(b []byte, n int) []byte {
 }
 
 // parseHeaders picks Content-Length, Connection: close and Keep-Alive:
-// timeout= from the captured header block.
-func parseHeaders(m *HTTPMsg, h []byte) {
+// timeout= from the captured header block of msg (which starts with the
+// request or status line) and returns how many body bytes follow the
+// headers in it (0 if the headers are not complete).
+func parseHeaders(m *HTTPMsg, msg []byte) int64 {
+	h := msg
+	if i := bytes.IndexByte(h, '\n'); i >= 0 {
+		h = h[i+1:]
+	} else {
+		return 0
+	}
 	for len(h) > 0 {
 		i := bytes.IndexByte(h, '\n')
 		var line []byte
@@ -136,7 +157,20 @@ func parseHeaders(m *HTTPMsg, h []byte) {
 		} else {
 			line, h = h[:i], h[i+1:]
 		}
-		line = bytes.TrimRight(line, "\r")
+		if n := len(line); n > 0 && line[n-1] == '\r' {
+			line = line[:n-1]
+		}
+		if len(line) == 0 {
+			if i >= 0 {
+				return int64(len(h)) // end of headers: the rest is body
+			}
+			return 0
+		}
+		switch line[0] | 0x20 {
+		case 'c', 'k':
+		default:
+			continue
+		}
 		colon := bytes.IndexByte(line, ':')
 		if colon <= 0 {
 			continue
@@ -157,11 +191,11 @@ func parseHeaders(m *HTTPMsg, h []byte) {
 				m.ContentLength = n
 			}
 		case bytes.EqualFold(name, []byte("Connection")):
-			if bytes.Contains(bytes.ToLower(val), []byte("close")) {
+			if containsFold(val, "close") {
 				m.Close = true
 			}
 		case bytes.EqualFold(name, []byte("Keep-Alive")):
-			if j := bytes.Index(bytes.ToLower(val), []byte("timeout=")); j >= 0 {
+			if j := indexFold(val, "timeout="); j >= 0 {
 				n := 0
 				for _, d := range val[j+8:] {
 					if d < '0' || d > '9' || n > 1e6 {
@@ -173,4 +207,28 @@ func parseHeaders(m *HTTPMsg, h []byte) {
 			}
 		}
 	}
+	return 0
 }
+
+// indexFold is a case-insensitive bytes.Index for an ASCII lower-case needle.
+func indexFold(h []byte, needle string) int {
+	for i := 0; i+len(needle) <= len(h); i++ {
+		ok := true
+		for j := 0; j < len(needle); j++ {
+			c := h[i+j]
+			if 'A' <= c && c <= 'Z' {
+				c += 32
+			}
+			if c != needle[j] {
+				ok = false
+				break
+			}
+		}
+		if ok {
+			return i
+		}
+	}
+	return -1
+}
+
+func containsFold(h []byte, needle string) bool { return indexFold(h, needle) >= 0 }

@@ -79,6 +79,7 @@ type Tracker struct {
 	nextSweep int64
 	lastKey   key
 	lastConn  *Conn
+	intern    interner
 }
 
 // New returns a tracker that calls done for every connection once it has

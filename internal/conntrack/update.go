@@ -175,7 +175,7 @@ func (c *Conn) add(p *decode.Parsed, num uint64, ts int64, t *Tracker) {
 	rec := Pkt{Num: num, TS: ts, Seq: p.Seq, Ack: p.Ack, Len: uint32(p.PayloadLen), Win: p.Window,
 		Flags: flags, Dir: dir, TTL: p.TTL, HasTS: p.Opts.HasTS, IPID: p.IPID, HTTP: -1, Note: -1}
 	if p.PayloadLen > 0 && flags&decode.RST == 0 {
-		rec.HTTP = c.sniffHTTP(dir, p.Payload, num, ts, idle)
+		rec.HTTP = c.sniffHTTP(dir, p.Payload, num, ts, idle, &t.intern)
 	}
 	c.keep(rec)
 }

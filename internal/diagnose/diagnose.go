@@ -111,12 +111,13 @@ func (d *Diagnoser) Conn(c *conntrack.Conn, now int64) *Snapshot {
 		d.add(inc)
 	}
 	// Proxy errors on this connection.
-	for _, m := range c.HTTP() {
+	c.EachHTTP(func(m *conntrack.HTTPMsg) bool {
 		if m.Dir == conntrack.FromServer && (m.Status == 502 || m.Status == 503 || m.Status == 504) {
-			he := httpError(c, snapOnce(), m)
+			he := httpError(c, snapOnce(), *m)
 			d.httpErrors = append(d.httpErrors, he)
 		}
-	}
+		return true
+	})
 	// Could this connection be the failed upstream leg of a proxy error?
 	if f := asFailure(c, inc); f != nil {
 		f.snap = snapOnce()
@@ -223,6 +224,9 @@ func hostOf(addrport string) string {
 // before answering a request.
 func asFailure(c *conntrack.Conn, inc *Incident) *failure {
 	srv, cli := &c.Ep[conntrack.FromServer], &c.Ep[conntrack.FromClient]
+	if inc == nil && srv.RstPkt == 0 && (srv.FinPkt == 0 || c.HTTPTotal == 0) {
+		return nil // the common case: nothing failed
+	}
 	f := &failure{start: c.Start, inc: inc, clientI: c.Client().Addr().String(), serverI: c.Server().Addr().String()}
 	switch {
 	case inc != nil && inc.Cause == cause.Refused:
@@ -238,27 +242,25 @@ func asFailure(c *conntrack.Conn, inc *Incident) *failure {
 }
 
 func hasRequest(c *conntrack.Conn) bool {
-	for _, m := range c.HTTP() {
-		if m.Method != "" {
-			return true
-		}
-	}
-	return false
+	found := false
+	c.EachHTTP(func(m *conntrack.HTTPMsg) bool { found = m.Method != ""; return !found })
+	return found
 }
 
 // answeredBefore: the last request before ts got a response before ts.
 func answeredBefore(c *conntrack.Conn, ts int64) bool {
 	pending := false
-	for _, m := range c.HTTP() {
+	c.EachHTTP(func(m *conntrack.HTTPMsg) bool {
 		if m.TS > ts {
-			break
+			return false
 		}
 		if m.Method != "" {
 			pending = true
 		} else if m.Status >= 200 {
 			pending = false
 		}
-	}
+		return true
+	})
 	return !pending
 }
 

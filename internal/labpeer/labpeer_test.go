@@ -274,7 +274,8 @@ func TestBackendModes(t *testing.T) {
 	t.Parallel()
 	t.Run("unread-data-close", func(t *testing.T) {
 		t.Parallel()
-		b := startBackend(t, BackendConfig{Mode: ModeUnreadDataClose})
+		log := &syncBuffer{}
+		b := startBackend(t, BackendConfig{Mode: ModeUnreadDataClose, Log: log})
 		p := newPool(t, Options{})
 		mustOK(t, p.Get(testCtx(t), "http://"+b.Addr()+"/")) // no body: served
 		// A body larger than loopback's socket buffers: the client is still
@@ -283,7 +284,7 @@ func TestBackendModes(t *testing.T) {
 		r := p.Do(testCtx(t), Request{Method: "POST", URL: "http://" + b.Addr() + "/upload", Body: body})
 		t.Logf("status %d kind %v: %s", r.Status, r.Kind, r.ErrText())
 		if r.Kind != KindReset && r.Kind != KindBrokenPipe {
-			t.Fatalf("kind %v (%v); want connection reset", r.Kind, r.Err)
+			t.Fatalf("kind %v (%v %#v); want connection reset; backend log:\n%s", r.Kind, r.Err, r.Attempts, log.String())
 		}
 	})
 	t.Run("abortive-close", func(t *testing.T) {
@@ -399,7 +400,7 @@ func TestProxyUpstreamBreaks(t *testing.T) {
 	}
 }
 
-// TestProxyStaleUpstreamRetry: the upstream's idle timeout is shorter than
+// TestProxyStaleUpstream: the upstream's idle timeout is shorter than
 // the proxy's; the proxy notices the upstream's FIN on its cached connection
 // and opens a new one, so the client never sees the race.
 func TestProxyStaleUpstream(t *testing.T) {
