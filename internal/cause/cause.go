@@ -103,9 +103,9 @@ var Catalogue = []Cause{
 		Explanation: "The server closed an idle keep-alive connection at the moment the client sent a new request on it: " +
 			"the request and the server's FIN crossed in flight, so the client could not have known. The server's kernel " +
 			"answered the request with RST.",
-		Signature: "Server FIN and a client request sent before the client could have seen the FIN (its ACK does not cover the FIN); then server RST.",
+		Signature: "Server FIN and a client request sent before the client could have seen the FIN (its ACK does not cover the FIN), then server RST; or, when the request arrived just before the server's close(), no FIN at all: an RST right after the request on an idle keep-alive connection.",
 		AppSees:   []string{"unexpected end of stream", "ECONNRESET", "Connection reset", "EOF"},
-		Kernel:    []string{"TCP_TIMEWAIT_SOCKET", "TCP_ABORT_ON_DATA", "NO_SOCKET"},
+		Kernel:    []string{"TCP_TIMEWAIT_SOCKET", "TCP_ABORT_ON_DATA", "NO_SOCKET", "TCP_ABORT_ON_CLOSE"},
 		Advice: []string{
 			"Keep the client's pool idle timeout a few seconds below the server's keep-alive timeout, so the client always closes first.",
 			"Retry idempotent requests when a reused connection fails (okhttp `retryOnConnectionFailure(true)`, Go does it for idempotent requests).",
@@ -241,7 +241,7 @@ var KernelReasonCauses = map[string][]ID{
 	"NO_SOCKET":                {Refused, UpstreamFailure, NoConnection, StaleKeepalive, KeepaliveRace},
 	"TCP_TIMEWAIT_SOCKET":      {StaleKeepalive, KeepaliveRace, DataAfterClose},
 	"TCP_ABORT_ON_DATA":        {DataAfterClose, StaleKeepalive, KeepaliveRace},
-	"TCP_ABORT_ON_CLOSE":       {UnreadDataClose},
+	"TCP_ABORT_ON_CLOSE":       {UnreadDataClose, KeepaliveRace},
 	"TCP_STATE":                {AbortiveClose},
 	"TCP_ABORT_ON_LINGER":      {AbortiveClose},
 	"TCP_DISCONNECT_WITH_DATA": {AbortiveClose},

@@ -77,7 +77,7 @@ func Run(c *Command, env *Env, args []string) int {
 	fs := flag.NewFlagSet(c.Name, flag.ContinueOnError)
 	fs.SetOutput(env.Stderr)
 	run := c.Flags(fs)
-	fs.Usage = func() { PrintCommandHelp(env.Stderr, c, fs) }
+	fs.Usage = func() {} // errors get a short hint below, --help the full text once
 	pos, err := ParseInterspersed(fs, args)
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {

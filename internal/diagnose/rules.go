@@ -276,6 +276,9 @@ func unreadOrAbort(c *conntrack.Conn, s *Snapshot, inc *Incident, rb conntrack.D
 	}
 	inc.Packets = append(inc.Packets, x.RstPkt)
 	sortU(inc.Packets)
+	if race := keepaliveRaceUnread(c, s, inc, rb, x); race {
+		return
+	}
 	if len(ev) > 0 {
 		inc.Cause = cause.UnreadDataClose
 		inc.Facts["unread_evidence"] = strings.Join(ev, "; ")
@@ -514,3 +517,48 @@ func dur(ns int64) string {
 }
 
 func ms(ns int64) string { return dur(ns) }
+
+// keepaliveRaceUnread recognises the keep-alive race in its other form: the
+// client's request reached the server just before the server closed the
+// idle connection, so close() found it unread and the kernel sent RST
+// instead of FIN. Signature: a completed response, an idle gap, a new
+// request, then an RST from the server with no FIN and no answer.
+func keepaliveRaceUnread(c *conntrack.Conn, s *Snapshot, inc *Incident, rb conntrack.Dir, x *conntrack.Endpoint) bool {
+	if rb != conntrack.FromServer {
+		return false
+	}
+	var lastResp, req *conntrack.HTTPMsg
+	for i := range s.HTTP {
+		m := &s.HTTP[i]
+		if m.Pkt > x.RstPkt {
+			break
+		}
+		if m.Status != 0 {
+			lastResp, req = m, nil
+		} else if m.Method != "" && lastResp != nil && req == nil {
+			req = m
+		}
+	}
+	if lastResp == nil || req == nil || req.IdleBefore < keepaliveMinIdle || x.RstTS-req.TS > 5e9 {
+		return false
+	}
+	// The server's last activity before the request: its idle timer ran
+	// from there to the close that produced the RST.
+	prev := lastBefore(s, req.Pkt)
+	if prev == nil {
+		return false
+	}
+	idle := x.RstTS - prev.TS
+	inc.Cause = cause.KeepaliveRace
+	inc.Facts["server_idle_timeout_s"] = seconds(idle)
+	inc.Facts["request"] = req.Method + " " + req.Target
+	inc.Facts["request_before_close_ms"] = float64(x.RstTS-req.TS) / 1e6
+	if name, ok := knownTimeout(idle); ok {
+		inc.Facts["idle_timeout_matches"] = name
+	}
+	inc.Packets = []uint64{req.Pkt, x.RstPkt}
+	inc.Summary = fmt.Sprintf("The server %s closed its idle keep-alive connection after about %s, just as the client's %s %s arrived (%s before the close): close() found the request unread, so the kernel sent RST instead of FIN.",
+		s.Server, dur(idle), req.Method, req.Target, dur(x.RstTS-req.TS))
+	inc.Alternatives = []Alternative{{cause.UnreadDataClose, "the RST is the kernel's answer to a close() with unread data; here the unread data is a new request on an idle keep-alive connection, which is the race"}}
+	return true
+}

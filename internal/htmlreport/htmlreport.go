@@ -156,9 +156,9 @@ func build(d Data) page {
 
 	chosen := pick(d.Incidents, d.MaxIncidents)
 	p.LeftOut = len(d.Incidents) - len(chosen)
-	firstOf := map[cause.ID]int{}    // cause -> number of its first drawn incident
-	drawnOf := map[cause.ID]int{}    // cause -> incidents drawn
-	textOf := map[string]int{}       // explanation+advice -> first incident showing it
+	firstOf := map[cause.ID]int{} // cause -> number of its first drawn incident
+	drawnOf := map[cause.ID]int{} // cause -> incidents drawn
+	textOf := map[string]int{}    // explanation+advice -> first incident showing it
 	for _, i := range chosen {
 		inc := d.Incidents[i]
 		v := incidentView(inc, i+1, d.MaxLines)

@@ -54,13 +54,31 @@ func (j *Joiner) Expire(ts int64) {
 	}
 }
 
-// Match finds the send event for an RST sent from src to dst at ts.
+// Match finds the send event for an RST sent from src to dst at ts. An
+// RST sent on behalf of a listening socket (accept queue overflow) is logged
+// with the listener's addresses, whose peer is unspecified (0.0.0.0:0): such
+// an event matches any RST from the listener's address, when no event names
+// the exact peer.
 func (j *Joiner) Match(src, dst netip.AddrPort, ts int64) (ktrace.Event, bool) {
+	if ev, ok := j.match(src, dst, ts, false); ok {
+		return ev, true
+	}
+	return j.match(src, dst, ts, true)
+}
+
+func (j *Joiner) match(src, dst netip.AddrPort, ts int64, listener bool) (ktrace.Event, bool) {
 	best := -1
 	var bestD int64
 	for i := range j.events {
 		h := &j.events[i]
-		if h.used || h.ev.Kind != ktrace.Send || h.ev.Src != src || h.ev.Dst != dst {
+		if h.used || h.ev.Kind != ktrace.Send || h.ev.Src != src {
+			continue
+		}
+		if listener {
+			if h.ev.Dst.Port() != 0 || !h.ev.Dst.Addr().IsUnspecified() {
+				continue
+			}
+		} else if h.ev.Dst != dst {
 			continue
 		}
 		d := h.ev.Time - ts
