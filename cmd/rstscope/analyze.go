@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -150,13 +149,9 @@ func analyze(env *cli.Env, path string, o analyzeOpts) int {
 			fmt.Fprintf(env.Stderr, "rstscope analyze: warning: %s; results cover what was read\n", cli.Clean(rerr.Error()))
 		}
 	}
-	counts := map[cause.ID]int{}
-	notDetailed := 0
-	// Counts come from the diagnoser (including incidents not kept).
-	for _, inc := range incs {
-		_ = inc
-	}
-	counts, notDetailed = countIncidents(incs, st)
+	// Counts come from the diagnoser: they include incidents beyond
+	// --max-incidents, which are counted but not kept in detail.
+	counts, notDetailed := st.Incidents, st.NotDetailed
 	switch {
 	case o.conns:
 	case o.json:
@@ -189,15 +184,6 @@ func analyze(env *cli.Env, path string, o analyzeOpts) int {
 		}
 	}
 	return cli.ExitOK
-}
-
-// countIncidents counts incidents per cause.
-func countIncidents(incs []*diagnose.Incident, _ engine.Stats) (map[cause.ID]int, int) {
-	m := map[cause.ID]int{}
-	for _, inc := range incs {
-		m[inc.Cause]++
-	}
-	return m, 0
 }
 
 // progress draws a one-line bar on a terminal for large files.
@@ -240,5 +226,3 @@ func (p *progress) done() {
 		fmt.Fprintf(p.w, "\r%s\r", strings.Repeat(" ", 70))
 	}
 }
-
-var errNoHTML = errors.New("the HTML report is not built yet")

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/rstscope/rstscope/internal/cause"
 	"github.com/rstscope/rstscope/internal/conntrack"
 	"github.com/rstscope/rstscope/internal/decode"
 	"github.com/rstscope/rstscope/internal/diagnose"
@@ -43,6 +44,10 @@ type Stats struct {
 	First, Last int64 // capture time range, Unix ns
 	Comments    uint64
 	Track       conntrack.Stats
+	// Incidents counts incidents per cause, including those beyond the
+	// detail limit; NotDetailed is how many were counted only.
+	Incidents   map[cause.ID]int
+	NotDetailed int
 }
 
 // Pipeline is the engine's state; Feed frames into it, then Close.
@@ -133,6 +138,11 @@ func (pl *Pipeline) Close() ([]*diagnose.Incident, Stats) {
 	pl.tr.Flush()
 	incs := pl.dg.Finish()
 	pl.stats.Track = pl.tr.Stats()
+	pl.stats.Incidents = map[cause.ID]int{}
+	for id, n := range pl.dg.Counts() {
+		pl.stats.Incidents[id] = n
+	}
+	pl.stats.NotDetailed = pl.dg.Dropped()
 	return incs, pl.stats
 }
 

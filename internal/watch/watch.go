@@ -122,35 +122,35 @@ type Incident struct {
 
 // Stats are watch's counters, cumulative since Run started.
 type Stats struct {
-	Elapsed        time.Duration
-	Packets        uint64 // frames captured
-	Bytes          uint64
-	KernelPackets  uint64 // packets the kernel passed to the socket (incl. dropped)
-	Drops          uint64 // packets the kernel dropped because the ring was full
-	RecorderDrops  uint64 // packets too large for the recorder (not analysed)
-	LiveConns      int
-	Conns          uint64 // connections finished
-	Evicted        uint64 // connections released early (MaxConns)
-	Incidents      int
-	KernelMatched  uint64 // captured RSTs given the kernel's reason
-	KernelOnly     uint64 // kernel resets reported without a captured RST
-	KernelLost     uint64 // kernel events overwritten before read
-	Saved          uint64
-	SaveSkipped    uint64
-	RecorderBytes  int
-	RecorderPkts   int
-	RecorderSpan   time.Duration
-	Generations    int
-	HeapInuse      uint64
-	MaxDelay       time.Duration // longest Incident.Delay
-	KernelTracing  bool
+	Elapsed       time.Duration
+	Packets       uint64 // frames captured
+	Bytes         uint64
+	KernelPackets uint64 // packets the kernel passed to the socket (incl. dropped)
+	Drops         uint64 // packets the kernel dropped because the ring was full
+	RecorderDrops uint64 // packets too large for the recorder (not analysed)
+	LiveConns     int
+	Conns         uint64 // connections finished
+	Evicted       uint64 // connections released early (MaxConns)
+	Incidents     int
+	KernelMatched uint64 // captured RSTs given the kernel's reason
+	KernelOnly    uint64 // kernel resets reported without a captured RST
+	KernelLost    uint64 // kernel events overwritten before read
+	Saved         uint64
+	SaveSkipped   uint64
+	RecorderBytes int
+	RecorderPkts  int
+	RecorderSpan  time.Duration
+	Generations   int
+	HeapInuse     uint64
+	MaxDelay      time.Duration // longest Incident.Delay
+	KernelTracing bool
 }
 
 // pendingRec is a captured packet waiting in the recorder to be analysed.
 type pendingRec struct {
-	off   int
-	seq   uint64
-	ts    int64
+	off    int
+	seq    uint64
+	ts     int64
 	rst    bool
 	joined bool   // the kernel's event was found
 	tried  uint64 // Watcher.kAdded when a join was last tried (^0: never)
@@ -557,8 +557,9 @@ func (w *Watcher) finalStats() Stats {
 	return st
 }
 
-// errNoSave is returned by save when the rate limit skipped a file.
-var errNoSave = errors.New("not saved: more than the allowed captures per minute")
+// ErrSaveSkipped is Incident.SaveErr when the rate limit (SavesPerMinute)
+// skipped the file; such skips are counted in Stats.SaveSkipped.
+var ErrSaveSkipped = errors.New("not saved: more than the allowed captures per minute")
 
 // ensureDir makes SaveDir if needed.
 func ensureDir(dir string) error { return os.MkdirAll(dir, 0o750) }
