@@ -244,6 +244,7 @@ func runWatch(env *cli.Env, o watchOpts) int {
 		warn("capturing on %s (%s, %s), kernel reasons %s, recorder %v / %d MiB%s; Ctrl-C to stop",
 			info.Interface, watch.FilterString(o.cfg.Filter), report.LinkName(info.LinkType), k, o.cfg.RecordFor, o.cfg.RecordMB, save)
 	}
+	o.cfg.Warn = func(msg string) { warn("%s", cli.Clean(msg)) }
 	o.cfg.OnIncident = func(inc *watch.Incident) {
 		if o.json {
 			enc.Encode(incidentJSON{IncidentJSON: report.Incident(inc.Incident), Capture: inc.Capture, DelayS: inc.Delay.Seconds()})

@@ -74,7 +74,9 @@ func (c *Conn) add(p *decode.Parsed, num uint64, ts int64, t *Tracker) {
 	}
 	if flags&decode.RST == 0 {
 		ep.LastWin = win
-		if win > ep.MaxWin {
+		// SYN windows are never scaled and are often rescinded: like
+		// Zeek, leave them out of the window history.
+		if win > ep.MaxWin && flags&decode.SYN == 0 {
 			ep.MaxWin = win
 		}
 		if win == 0 && flags&(decode.SYN|decode.FIN) == 0 && peer.State != Closed && ep.State != Reset {

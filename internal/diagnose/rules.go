@@ -341,9 +341,14 @@ func okhttpArg(safe, t float64) string {
 }
 
 // unanswered: SYNs with no reply at all, retransmitted or left a second.
+// The client must have sent nothing but SYNs: a client that goes on with
+// ACKs and data got answers the capture did not see (one direction only).
 func unanswered(c *conntrack.Conn, now int64) bool {
 	cli, srv := &c.Ep[conntrack.FromClient], &c.Ep[conntrack.FromServer]
-	return c.State() == "S0" && cli.SawSYN && srv.Pkts == 0 && (cli.Pkts >= 2 || now-c.Start >= 1e9)
+	if c.State() != "S0" || !cli.SawSYN || srv.Pkts != 0 || strings.Trim(c.History(), "S") != "" {
+		return false
+	}
+	return cli.Pkts >= 2 || now-c.Start >= 1e9
 }
 
 func noAnswer(c *conntrack.Conn, s *Snapshot) *Incident {

@@ -93,6 +93,9 @@ type Config struct {
 	OnIncident    func(*Incident)   // each incident, in the order diagnosed
 	OnKernelReset func(KernelReset) // kernel resets no captured RST accounts for
 	OnStats       func(Stats)
+	// Warn, if set, receives problems watch works around (e.g. the
+	// kernel's events stopping).
+	Warn func(string)
 	// Ready, if set, is called once capture and tracepoints are set up,
 	// before the first packet is read.
 	Ready func(Info)
@@ -179,6 +182,7 @@ type Watcher struct {
 	runStamp string
 	stats    Stats
 	start    time.Time
+	closing  bool
 }
 
 // Run watches until ctx is done, then finishes every connection (their
@@ -317,7 +321,7 @@ func (w *Watcher) capture(f *source.Frame) {
 		seq, off, ok := w.rec.add(f, w.nextFeed)
 		if ok {
 			rst := false
-			if w.tr != nil {
+			if w.evs != nil { // RSTs wait for their kernel event
 				w.p.Decode(f.LinkType, f.Data)
 				rst = w.p.Status == decode.OK && w.p.Flags&decode.RST != 0
 			}
@@ -343,9 +347,16 @@ func (w *Watcher) drainKernel() {
 		case ev, ok := <-w.evs:
 			if !ok {
 				w.evs = nil
-				w.stats.KernelTracing = false
-				if m := w.cfg.Metrics; m != nil {
-					m.kernelUp.Set(0)
+				if !w.closing {
+					// The tracer stopped on its own (tracefs instance
+					// removed, read error): go on from packets only.
+					w.stats.KernelTracing = false
+					if w.cfg.Warn != nil {
+						w.cfg.Warn(fmt.Sprintf("kernel reset events stopped (%v); going on from packets only", w.tr.Err()))
+					}
+					if m := w.cfg.Metrics; m != nil {
+						m.kernelUp.Set(0)
+					}
 				}
 				return
 			}
@@ -526,6 +537,7 @@ func (w *Watcher) snapshotStats() Stats {
 // shutdown analyses what is queued, reports the remaining kernel events,
 // and closes every generation (finishing their connections).
 func (w *Watcher) shutdown() {
+	w.closing = true
 	w.h.Close()
 	// RSTs still queued get their usual chance to meet their kernel event.
 	deadline := time.Now().Add(w.cfg.KernelWait)
