@@ -54,6 +54,7 @@ func labFlags(fs *flag.FlagSet) func(env *cli.Env, args []string) int {
 	wait := fs.Duration("wait", 0, "stale-keepalive: idle time before the second request (default: server-idle + 20%, the article's 6 s)")
 	poolIdle := fs.Duration("pool-idle", 0, "client pool keep-alive (default okhttp's 5 min)")
 	fix := fs.String("fix", "", "stale-keepalive: show a fix: pool-idle, retry or check")
+	peers := fs.String("peers", "go", "which programs play the parts: go (rstscope's own) or real (nginx, Node.js, okhttp, curl)")
 	noColor := fs.Bool("no-color", false, "no colours")
 	return func(env *cli.Env, args []string) int {
 		if len(args) != 1 {
@@ -81,7 +82,7 @@ func labFlags(fs *flag.FlagSet) func(env *cli.Env, args []string) int {
 		if !netns.Inside() {
 			return labOutside(env)
 		}
-		return labInside(env, scs, lab.Options{ServerIdle: *serverIdle, Wait: *wait, PoolIdle: *poolIdle, Fix: *fix}, *jsonOut, *write, *noColor)
+		return labInside(env, scs, lab.Options{ServerIdle: *serverIdle, Wait: *wait, PoolIdle: *poolIdle, Fix: *fix, Peers: *peers}, *jsonOut, *write, *noColor)
 	}
 }
 

@@ -65,10 +65,27 @@ func Run(ctx context.Context, sc *Scenario, o Options) *Result {
 		res.Err = fmt.Errorf("scenario %s needs real root (it sets a sysctl in the lab's namespace)", sc.Name)
 		return res
 	}
+	runFn := sc.run
+	switch o.Peers {
+	case "", "go":
+	case "real":
+		runFn = realScenarios[sc.Name]
+		if runFn == nil {
+			res.Err = fmt.Errorf("scenario %s has no real-peer version (real peers: %s)", sc.Name, realNames())
+			return res
+		}
+		if err := realPeersMissing(sc.Name); err != nil {
+			res.Err = err
+			return res
+		}
+	default:
+		res.Err = fmt.Errorf("unknown --peers %q (want go or real)", o.Peers)
+		return res
+	}
 	sess := startSession(ctx)
 	res.Env = sess.describe()
 	r := &run{}
-	exp, err := sc.run(ctx, o, r)
+	exp, err := runFn(ctx, o, r)
 	r.cleanup()
 	sess.stop()
 	for _, p := range r.peers {

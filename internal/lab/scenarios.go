@@ -35,6 +35,10 @@ type Options struct {
 	Wait       time.Duration // stale-keepalive: idle before the second request (6 s)
 	PoolIdle   time.Duration // client pool keep-alive (okhttp default 5 min)
 	Fix        string        // stale-keepalive: "", "pool-idle", "retry", "check"
+	// Peers chooses the programs: "" or "go" for rstscope's own peers
+	// (internal/labpeer), "real" for nginx, Node.js, okhttp and curl
+	// (see real.go), where the scenario has a real-peer version.
+	Peers string
 }
 
 func (o *Options) defaults() {
