@@ -137,11 +137,8 @@ func labInside(env *cli.Env, scs []*lab.Scenario, o lab.Options, jsonOut bool, w
 			continue
 		}
 		res := lab.Run(ctx, sc, o)
-		if jsonOut {
-			res.JSON(env.Stdout)
-		} else {
-			res.Text(env.Stdout, color)
-		}
+		// Write the evidence first: it must not depend on stdout staying open.
+		wrote := ""
 		if write != "" && len(res.Frames) > 0 {
 			path := write
 			if len(scs) > 1 {
@@ -152,8 +149,14 @@ func labInside(env *cli.Env, scs []*lab.Scenario, o lab.Options, jsonOut bool, w
 				fmt.Fprintf(env.Stderr, "rstscope lab: --write: %v\n", err)
 				return cli.ExitUsage
 			}
-			if !jsonOut {
-				fmt.Fprintf(env.Stdout, "wrote %s (rstscope analyze %s)\n\n", path, path)
+			wrote = path
+		}
+		if jsonOut {
+			res.JSON(env.Stdout)
+		} else {
+			res.Text(env.Stdout, color)
+			if wrote != "" {
+				fmt.Fprintf(env.Stdout, "wrote %s (rstscope analyze %s)\n\n", wrote, wrote)
 			}
 		}
 		if !res.OK() {

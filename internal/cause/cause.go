@@ -298,7 +298,7 @@ var KnownIdleTimeouts = []struct {
 	Seconds float64
 	Who     string
 }{
-	{4, "undici keepAliveTimeout"}, {5, "Node.js server keepAliveTimeout"}, {30, "a common pool/LB setting"},
+	{4, "undici keepAliveTimeout"}, {5, "Node.js server keepAliveTimeout (or a server set to 5 s, as in the article)"}, {30, "a common pool/LB setting"},
 	{60, "nginx upstream keepalive_timeout / AWS ALB"}, {65, "stock nginx.conf keepalive_timeout"},
 	{75, "nginx keepalive_timeout default"}, {90, "Go http.Transport IdleConnTimeout"},
 	{300, "okhttp ConnectionPool keep-alive"}, {350, "AWS NLB / NAT gateway"},

@@ -129,15 +129,26 @@ func TestSoak(t *testing.T) {
 	wg.Wait()
 	heapEnd = heapInuse()
 
-	r.waitFor(t, 10*time.Second, "every refused connection's incident", func() bool {
-		n := 0
+	// Every refused connection must be reported, except those whose
+	// packets the kernel dropped (the capture ring overflowed under load).
+	countRefused := func() (n int) {
 		for _, inc := range r.incidents {
 			if inc.Cause == cause.Refused {
 				n++
 			}
 		}
-		return n >= refused
-	})
+		return n
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		r.mu.Lock()
+		n := countRefused()
+		r.mu.Unlock()
+		if n >= refused || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	r.mu.Lock()
 	var delays []time.Duration
 	for _, inc := range r.incidents {
@@ -152,6 +163,12 @@ func TestSoak(t *testing.T) {
 		t.Fatal(r.err)
 	}
 	st := r.stats
+	if n := countRefused(); n < refused {
+		t.Logf("%d of %d refused connections reported, with %d kernel drops", n, refused, st.Drops)
+		if uint64(refused-n) > st.Drops {
+			t.Errorf("%d refused connections missing, more than the %d packets the kernel dropped", refused-n, st.Drops)
+		}
+	}
 	slices.Sort(delays)
 	pct := func(p float64) time.Duration { return delays[int(p*float64(len(delays)-1))].Round(time.Millisecond) }
 	t.Logf("load %s for %v: %d packets (%.0f/s), kernel drops %d, %d connections, %d incidents (%d refused made), %d saved, %d generations rotated",
