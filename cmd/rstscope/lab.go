@@ -42,7 +42,7 @@ Quicker: rstscope lab stale-keepalive --server-idle 1s --wait 1.5s
 As root it uses a new network namespace; otherwise a new user and network
 namespace (where the system allows unprivileged user namespaces); kernel
 reasons need root. Exit status: 0 every scenario as expected, 1 not, 2 usage
-or the lab could not run.`,
+or the lab could not run, 130 interrupted (everything is cleaned up).`,
 		Flags: labFlags,
 	})
 }
@@ -96,11 +96,27 @@ func labOutside(env *cli.Env) int {
 		return cli.ExitUsage
 	}
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = nil, env.Stdout, env.Stderr
-	// Ctrl-C reaches the child too (same process group); it cleans up and
-	// exits, and we report its status.
-	signal.Ignore(os.Interrupt, syscall.SIGTERM)
-	defer signal.Reset(os.Interrupt, syscall.SIGTERM)
-	err = cmd.Run()
+	// SIGINT and SIGTERM are passed on to the child (a terminal's Ctrl-C
+	// reaches it anyway; a supervisor's signal to us would not), which
+	// cleans up (peers, tracefs instance) and exits; we report its status.
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	if err := cmd.Start(); err != nil {
+		fmt.Fprintf(env.Stderr, "rstscope lab: %v\n", err)
+		return cli.ExitUsage
+	}
+	waited := make(chan error, 1)
+	go func() { waited <- cmd.Wait() }()
+	for err == nil {
+		select {
+		case sig := <-sigs:
+			cmd.Process.Signal(sig)
+			continue
+		case err = <-waited:
+		}
+		break
+	}
 	var ee *exec.ExitError
 	if errors.As(err, &ee) {
 		if ee.ExitCode() < 0 {
@@ -137,6 +153,10 @@ func labInside(env *cli.Env, scs []*lab.Scenario, o lab.Options, jsonOut bool, w
 			continue
 		}
 		res := lab.Run(ctx, sc, o)
+		if ctx.Err() != nil {
+			fmt.Fprintf(env.Stderr, "rstscope lab: interrupted during %s; peers stopped, tracefs instance removed\n", sc.Name)
+			return 130
+		}
 		// Write the evidence first: it must not depend on stdout staying open.
 		wrote := ""
 		if write != "" && len(res.Frames) > 0 {

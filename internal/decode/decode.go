@@ -251,6 +251,7 @@ func (p *Parsed) decodeIPv6(b []byte) {
 	p.Src = netip.AddrFrom16(ip.SourceAddress())
 	p.Dst = netip.AddrFrom16(ip.DestinationAddress())
 	p.TTL = ip.HopLimit()
+	p.IPID, p.DF = 0, false // an inner (Teredo) packet must not keep the outer IPv4's
 	plen := ip.PayloadLength()
 	if plen == 0 {
 		plen = len(b) - IPv6FixedSize // jumbogram or TSO: trust the capture
@@ -425,9 +426,7 @@ func (p *Parsed) decodeUDPTunnel(b []byte) {
 	p.Tunneled = true
 	p.decodeIPv6(in)
 	if p.Status != OK {
-		tunneled := p.Tunneled
+		// Not TCP inside: report the outer packet, untunneled.
 		*p = outer
-		p.Tunneled = tunneled
-		p.Status = NotTCP
 	}
 }

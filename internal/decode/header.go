@@ -77,18 +77,15 @@ func (f Flags) String() string {
 	n := 0
 	b[n] = '['
 	n++
-	for _, x := range []struct {
+	// tcpdump's tcp_flag_values order: F S R P . U E W.
+	for _, x := range [...]struct {
 		f Flags
 		c byte
-	}{{SYN, 'S'}, {FIN, 'F'}, {PSH, 'P'}, {RST, 'R'}, {URG, 'U'}, {ECE, 'E'}, {CWR, 'W'}} {
+	}{{FIN, 'F'}, {SYN, 'S'}, {RST, 'R'}, {PSH, 'P'}, {ACK, '.'}, {URG, 'U'}, {ECE, 'E'}, {CWR, 'W'}} {
 		if f&x.f != 0 {
 			b[n] = x.c
 			n++
 		}
-	}
-	if f&ACK != 0 {
-		b[n] = '.'
-		n++
 	}
 	if n == 1 {
 		b[n] = 'n'

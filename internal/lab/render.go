@@ -76,7 +76,11 @@ func (r *Result) Text(w io.Writer, color bool) {
 		fmt.Fprintf(w, "\nkernel: %d RST(s) sent by this host's TCP stack matched to captured packets (reasons shown above as packet notes)", r.KernelRSTs)
 		if len(r.Unmatched) > 0 {
 			fmt.Fprintf(w, "; %d not in the capture:", len(r.Unmatched))
-			for _, ev := range r.Unmatched {
+			for i, ev := range r.Unmatched {
+				if i == 5 {
+					fmt.Fprintf(w, " and %d more", len(r.Unmatched)-i)
+					break
+				}
 				fmt.Fprintf(w, " %s->%s %s;", ev.Src, ev.Dst, ev.Reason)
 			}
 		}

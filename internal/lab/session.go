@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -55,8 +56,10 @@ func startSession(ctx context.Context) *session {
 		go func() {
 			defer close(s.evDone)
 			for ev := range tr.Events() {
-				if !ev.Src.Addr().IsLoopback() && !ev.Dst.Addr().IsLoopback() {
-					continue // another namespace's traffic: not ours
+				// Tracepoints are global: keep only events that involve
+				// the lab's own addresses, not other namespaces' loopback.
+				if !labAddr(ev.Src.Addr()) && !labAddr(ev.Dst.Addr()) {
+					continue
 				}
 				s.mu.Lock()
 				if len(s.events) < maxFrames {
@@ -156,4 +159,16 @@ func (s *session) describe() string {
 		k = fmt.Sprintf("kernel reasons: unavailable (%v)", s.traceErr)
 	}
 	return c + "; " + k
+}
+
+// labAddr reports whether a is one of the addresses the lab's scenarios use
+// (other than 127.0.0.1, which every namespace has).
+func labAddr(a netip.Addr) bool {
+	a = a.Unmap()
+	for _, s := range []string{ServerIP, UpstreamIP, ClientIP} {
+		if a == netip.MustParseAddr(s) {
+			return true
+		}
+	}
+	return false
 }

@@ -15,8 +15,12 @@ import (
 
 // save writes the flight recorder's evidence for inc to a pcapng in
 // SaveDir: every recorded packet of the incident's connection(s), and every
-// packet captured from SaveBefore before the deciding packet to the end of
-// the connection, with the kernel's reasons as packet comments. `rstscope
+// packet to or from the same server endpoint (ip:port) captured from
+// SaveBefore before the deciding packet to the end of the connection (the
+// other connections to that server: what the pool, the proxy or the other
+// clients were doing), with the kernel's reasons as packet comments.
+// Limiting the context to the server endpoint keeps the files small on a busy
+// host; the recorder's size bounds them in any case. `rstscope
 // analyze` on the file reports the same cause. The file appears under its
 // final name only once complete (written as .part, then renamed).
 func (w *Watcher) save(inc *diagnose.Incident) (string, error) {
@@ -60,6 +64,7 @@ func (w *Watcher) writeEvidence(inc *diagnose.Incident) (string, error) {
 		return "", err
 	}
 	var spans []span
+	var servers []netip.AddrPort
 	winFrom, winTo := inc.Time-int64(w.cfg.SaveBefore), inc.Time
 	minFrom := winFrom
 	for _, s := range append([]*diagnose.Snapshot{inc.Conn}, inc.RelatedConns...) {
@@ -71,6 +76,7 @@ func (w *Watcher) writeEvidence(inc *diagnose.Incident) (string, error) {
 		if err1 != nil || err2 != nil {
 			continue
 		}
+		servers = append(servers, b)
 		sp := span{makeKey(a, b), s.Start, s.Start + s.Duration}
 		spans = append(spans, sp)
 		minFrom = min(minFrom, sp.from)
@@ -114,17 +120,23 @@ func (w *Watcher) writeEvidence(inc *diagnose.Incident) (string, error) {
 		if f.Timestamp < minFrom || f.Timestamp > winTo {
 			continue
 		}
-		keep := f.Timestamp >= winFrom
-		if !keep {
-			p.Decode(f.LinkType, f.Data)
-			if p.Status == decode.OK {
-				k := keyOf(&p)
-				for _, s := range spans {
-					if k == s.k && f.Timestamp >= s.from && f.Timestamp <= s.to {
-						keep = true
-						break
-					}
+		p.Decode(f.LinkType, f.Data)
+		if p.Status != decode.OK {
+			continue
+		}
+		k := keyOf(&p)
+		keep := false
+		if f.Timestamp >= winFrom {
+			for _, sv := range servers {
+				if k.a == sv || k.b == sv {
+					keep = true
+					break
 				}
+			}
+		}
+		for _, s := range spans {
+			if !keep && k == s.k && f.Timestamp >= s.from && f.Timestamp <= s.to {
+				keep = true
 			}
 		}
 		if keep {
