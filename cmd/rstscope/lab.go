@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -54,6 +55,7 @@ func labFlags(fs *flag.FlagSet) func(env *cli.Env, args []string) int {
 	wait := fs.Duration("wait", 0, "stale-keepalive: idle time before the second request (default: server-idle + 20%, the article's 6 s)")
 	poolIdle := fs.Duration("pool-idle", 0, "client pool keep-alive (default okhttp's 5 min)")
 	fix := fs.String("fix", "", "stale-keepalive: show a fix: pool-idle, retry or check")
+	htmlOut := fs.String("html", "", "also write the HTML report to `FILE` (with all: one file per scenario, FILE-SCENARIO.html)")
 	peers := fs.String("peers", "go", "which programs play the parts: go (rstscope's own) or real (nginx, Node.js, okhttp, curl)")
 	noColor := fs.Bool("no-color", false, "no colours")
 	return func(env *cli.Env, args []string) int {
@@ -82,7 +84,7 @@ func labFlags(fs *flag.FlagSet) func(env *cli.Env, args []string) int {
 		if !netns.Inside() {
 			return labOutside(env)
 		}
-		return labInside(env, scs, lab.Options{ServerIdle: *serverIdle, Wait: *wait, PoolIdle: *poolIdle, Fix: *fix, Peers: *peers}, *jsonOut, *write, *noColor)
+		return labInside(env, scs, lab.Options{ServerIdle: *serverIdle, Wait: *wait, PoolIdle: *poolIdle, Fix: *fix, Peers: *peers}, *jsonOut, *write, *htmlOut, *noColor)
 	}
 }
 
@@ -131,7 +133,7 @@ func labOutside(env *cli.Env) int {
 	return cli.ExitOK
 }
 
-func labInside(env *cli.Env, scs []*lab.Scenario, o lab.Options, jsonOut bool, write string, noColor bool) int {
+func labInside(env *cli.Env, scs []*lab.Scenario, o lab.Options, jsonOut bool, write, htmlOut string, noColor bool) int {
 	if err := netns.SetupLoopback(); err != nil {
 		fmt.Fprintf(env.Stderr, "rstscope lab: bringing lo up in the lab's namespace: %v\n", err)
 		return cli.ExitUsage
@@ -158,25 +160,31 @@ func labInside(env *cli.Env, scs []*lab.Scenario, o lab.Options, jsonOut bool, w
 			return 130
 		}
 		// Write the evidence first: it must not depend on stdout staying open.
-		wrote := ""
-		if write != "" && len(res.Frames) > 0 {
-			path := write
-			if len(scs) > 1 {
-				ext := filepath.Ext(write)
-				path = strings.TrimSuffix(write, ext) + "-" + sc.Name + ext
+		var wrote []string
+		for _, out := range []struct {
+			flag, path string
+			fn         func(io.Writer) error
+		}{{"--write", write, res.WritePcapng}, {"--html", htmlOut, res.HTML}} {
+			if out.path == "" || len(res.Frames) == 0 {
+				continue
 			}
-			if err := writeFile(path, res.WritePcapng); err != nil {
-				fmt.Fprintf(env.Stderr, "rstscope lab: --write: %v\n", err)
+			path := out.path
+			if len(scs) > 1 {
+				ext := filepath.Ext(path)
+				path = strings.TrimSuffix(path, ext) + "-" + sc.Name + ext
+			}
+			if err := writeFile(path, out.fn); err != nil {
+				fmt.Fprintf(env.Stderr, "rstscope lab: %s: %v\n", out.flag, err)
 				return cli.ExitUsage
 			}
-			wrote = path
+			wrote = append(wrote, path)
 		}
 		if jsonOut {
 			res.JSON(env.Stdout)
 		} else {
 			res.Text(env.Stdout, color)
-			if wrote != "" {
-				fmt.Fprintf(env.Stdout, "wrote %s (rstscope analyze %s)\n\n", wrote, wrote)
+			for _, p := range wrote {
+				fmt.Fprintf(env.Stdout, "wrote %s\n", p)
 			}
 		}
 		if !res.OK() {

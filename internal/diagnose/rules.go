@@ -412,12 +412,18 @@ func kernelReason(s *Snapshot, pkt uint64) string {
 	return ""
 }
 
-// rstDiagnostic decodes draft-boucadair-tcpm-rst-diagnostic-payload: a
-// compact form (magic 0x33AA, then a reason code) or free text (0xF317).
+// rstDiagnostic recognises draft-ietf-tcpm-rst-diagnostic-payload (formerly
+// draft-boucadair-...): an RST whose payload starts with the magic 0x33AA
+// (compact form: shown as the hex bytes that follow, since the field layout
+// still moves between draft versions) or 0xF317 (free text, shown cleaned).
 func rstDiagnostic(b []byte) string {
 	switch {
-	case b[0] == 0x33 && b[1] == 0xAA && len(b) >= 4:
-		return fmt.Sprintf("RST diagnostic payload: reason code %d", int(b[2])<<8|int(b[3]))
+	case b[0] == 0x33 && b[1] == 0xAA:
+		rest := b[2:]
+		if len(rest) > 32 {
+			rest = rest[:32]
+		}
+		return fmt.Sprintf("RST diagnostic payload (compact form, magic 0x33AA): % x", rest)
 	case b[0] == 0xF3 && b[1] == 0x17:
 		txt := strings.Map(func(r rune) rune {
 			if r < 0x20 || r == 0x7f {

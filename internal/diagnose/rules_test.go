@@ -261,3 +261,20 @@ func TestSharedCaptures(t *testing.T) {
 		t.Error("the shared captures hold resets; none was found")
 	}
 }
+
+// An RST carrying a diagnostic payload has it decoded into the facts, with
+// control characters removed.
+func TestRSTDiagnosticPayload(t *testing.T) {
+	for _, c := range []struct{ payload, want string }{
+		{"\xF3\x17connection idle too long\x1b[2J", "RST diagnostic payload: connection idle too long[2J"},
+		{"\x33\xAA\x00\x0e\x00\x01", "RST diagnostic payload (compact form, magic 0x33AA): 00 0e 00 01"},
+	} {
+		var cap Capture
+		exchange(&cap)
+		cap.Add(Seg{At: 0.04, From: srv, To: cli, Flags: RA, Seq: 5001 + rs, Ack: 1001 + rq, Win: 512, TS: true, Payload: c.payload})
+		incs := analyze(t, &cap)
+		if len(incs) != 1 || incs[0].Facts["rst_diagnostic"] != c.want {
+			t.Errorf("payload %q: facts %v", c.payload, incs[0].Facts["rst_diagnostic"])
+		}
+	}
+}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/rstscope/rstscope/internal/cause"
 	"github.com/rstscope/rstscope/internal/cli"
+	"github.com/rstscope/rstscope/internal/htmlreport"
 	"github.com/rstscope/rstscope/internal/report"
 )
 
@@ -151,4 +152,11 @@ func (r *Result) JSON(w io.Writer) error {
 	}
 	in := report.Input{Name: "lab capture of " + r.Scenario.Name, Format: "live"}
 	return enc.Encode(report.Summary(in, r.Stats, &r.tally, counts, 0))
+}
+
+// HTML writes the run's incidents as the self-contained HTML report.
+func (r *Result) HTML(w io.Writer) error {
+	in := report.Input{Name: "lab capture of " + r.Scenario.Name, Format: "live"}
+	return htmlreport.Write(w, htmlreport.Data{Input: in, Stats: r.Stats, Tally: &r.tally,
+		Incidents: r.Incidents, Counts: r.Stats.Incidents, NotDetailed: r.Stats.NotDetailed})
 }

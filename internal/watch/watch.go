@@ -208,7 +208,9 @@ func Run(ctx context.Context, cfg Config) (Stats, error) {
 	if w.cfg.Kernel {
 		if err := ktrace.Available(); err != nil {
 			info.KernelErr = err
-		} else if tr, err := ktrace.Open(ctx); err != nil {
+		} else if tr, err := ktrace.Open(context.Background()); err != nil {
+			// Not ctx: the tracer must outlive ctx until shutdown has
+			// joined the last RSTs; shutdown (and the defer) close it.
 			info.KernelErr = err
 		} else {
 			w.tr, w.evs = tr, tr.Events()
