@@ -103,6 +103,7 @@ func (c *Conn) add(p *decode.Parsed, num uint64, ts int64, t *Tracker) {
 		if !peer.seqInit {
 			peer.ISN = p.Ack - 1
 			peer.lastSeq = p.Ack - 1
+			peer.dataEnd = p.Ack // the peer's data starts here: no false content gap
 			peer.seqInit = true
 		} else if flags&decode.RST == 0 && peer.State != Inactive {
 			if !peer.ackInit || int32(p.Ack-peer.ackSeq) > 0 {
