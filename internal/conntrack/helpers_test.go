@@ -1,6 +1,7 @@
 package conntrack
 
 import (
+	"encoding/binary"
 	"net/netip"
 	"testing"
 
@@ -58,9 +59,16 @@ func pkt(src, dst netip.AddrPort, f decode.Flags, seq, ack uint32, payload []byt
 	if plen < len(payload) {
 		plen = len(payload)
 	}
-	return decode.Parsed{Status: decode.OK, IPVersion: 4, Src: src.Addr(), Dst: dst.Addr(), TTL: 64,
+	return decode.Parsed{Status: decode.OK, IPVersion: 4, Src: src.Addr(), Dst: dst.Addr(),
+		SrcWords: words(src.Addr()), DstWords: words(dst.Addr()), TTL: 64,
 		SrcPort: src.Port(), DstPort: dst.Port(), Seq: seq, Ack: ack, Flags: f, Window: 1000,
 		Opts: decode.Options{WScale: -1}, PayloadLen: plen, Payload: payload, Truncated: plen > len(payload)}
+}
+
+// words is the address as Decode gives it in SrcWords/DstWords.
+func words(a netip.Addr) [2]uint64 {
+	b := a.As16()
+	return [2]uint64{binary.BigEndian.Uint64(b[:8]), binary.BigEndian.Uint64(b[8:])}
 }
 
 func (h *harness) add(p decode.Parsed, ts int64) *Conn {

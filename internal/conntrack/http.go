@@ -83,7 +83,13 @@ func (c *Conn) addBody(dir Dir, n int) {
 	if c.HTTPTotal == 0 {
 		return
 	}
-	for i := len(c.http) - 1; i >= 0; i-- {
+	// Newest first, in HTTP() order: once the tail ring is full the newest
+	// message is the one before httpRing, not the last slot.
+	for j := len(c.http) - 1; j >= 0; j-- {
+		i := j
+		if j >= headHTTP {
+			i = headHTTP + (j-headHTTP+c.httpRing)%tailHTTP
+		}
 		if c.http[i].Dir == dir {
 			c.http[i].BodySeen += int64(n)
 			return

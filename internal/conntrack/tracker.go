@@ -40,27 +40,39 @@ type key struct {
 	pa, pb             uint16
 }
 
-func addr128(a netip.Addr) (uint64, uint64) {
-	b := a.As16()
-	return be64(b[:8]), be64(b[8:])
-}
-
-func be64(b []byte) uint64 {
-	_ = b[7]
-	return uint64(b[0])<<56 | uint64(b[1])<<48 | uint64(b[2])<<40 | uint64(b[3])<<32 |
-		uint64(b[4])<<24 | uint64(b[5])<<16 | uint64(b[6])<<8 | uint64(b[7])
-}
-
 // makeKey returns the key and whether src is the key's a side.
 func makeKey(p *decode.Parsed) (key, bool) {
-	shi, slo := addr128(p.Src)
-	dhi, dlo := addr128(p.Dst)
+	shi, slo := p.SrcWords[0], p.SrcWords[1]
+	dhi, dlo := p.DstWords[0], p.DstWords[1]
 	srcFirst := shi < dhi || (shi == dhi && (slo < dlo || (slo == dlo && p.SrcPort <= p.DstPort)))
 	if srcFirst {
 		return key{shi, slo, dhi, dlo, p.SrcPort, p.DstPort}, true
 	}
 	return key{dhi, dlo, shi, slo, p.DstPort, p.SrcPort}, false
 }
+
+// cacheSize is the number of slots of the direct-mapped cache in front of
+// the table: packets of a few hundred busy connections interleave, and a
+// slot compare is cheaper than a map probe.
+const cacheSize = 1024
+
+// slot picks a cache slot from the ports and the low address bits.
+func (k *key) slot() int {
+	h := uint64(k.pa)<<16 | uint64(k.pb)
+	h ^= k.alo ^ k.blo<<7
+	h *= 0x9e3779b97f4a7c15
+	return int(h >> (64 - 10))
+}
+
+// ref is a queue entry. Conns are recycled, so an entry is only valid while
+// the connection it was made for (same ID) is live.
+type ref struct {
+	c  *Conn
+	id uint64
+	at int64 // ended queue: the time the entry was queued
+}
+
+func (r ref) live() bool { return r.c != nil && !r.c.done && r.c.ID == r.id }
 
 // Tracker rebuilds connections. It is not safe for concurrent use.
 type Tracker struct {
@@ -69,16 +81,15 @@ type Tracker struct {
 	done  func(*Conn)
 	stats Stats
 	// order holds live connections in creation order, for eviction.
-	order []*Conn
+	order []ref
 	head  int
 	// ended holds connections in the order they ended, for the linger sweep.
-	ended     []*Conn
+	ended     []ref
 	endedHead int
 	free      []*Conn
 	now       int64
 	nextSweep int64
-	lastKey   key
-	lastConn  *Conn
+	cache     [cacheSize]*Conn
 	intern    interner
 }
 
@@ -111,12 +122,12 @@ func (t *Tracker) Add(p *decode.Parsed, num uint64, ts int64) *Conn {
 		t.sweep()
 		t.nextSweep = t.now + 1e9
 	}
-	k, srcIsA := makeKey(p)
-	var c *Conn
-	if t.lastConn != nil && k == t.lastKey && !t.lastConn.done {
-		c = t.lastConn
-	} else {
+	k, _ := makeKey(p)
+	slot := k.slot()
+	c := t.cache[slot]
+	if c == nil || c.done || c.key != k {
 		c = t.table[k]
+		t.cache[slot] = c
 	}
 	if c != nil && c.expired(ts, t.cfg.Linger) {
 		t.finish(c)
@@ -132,8 +143,7 @@ func (t *Tracker) Add(p *decode.Parsed, num uint64, ts int64) *Conn {
 	if c == nil {
 		c = t.newConn(k, p, ts)
 	}
-	t.lastKey, t.lastConn = k, c
-	_ = srcIsA
+	t.cache[slot] = c
 	c.add(p, num, ts, t)
 	return c
 }
@@ -196,7 +206,7 @@ func (t *Tracker) newConn(k key, p *decode.Parsed, ts int64) *Conn {
 		}
 	}
 	t.table[k] = c
-	t.order = append(t.order, c)
+	t.order = append(t.order, ref{c: c, id: c.ID})
 	if len(t.table) > t.stats.PeakLive {
 		t.stats.PeakLive = len(t.table)
 	}
@@ -218,10 +228,11 @@ func (c *Conn) flip() {
 
 func (t *Tracker) evictOldest() {
 	for t.head < len(t.order) {
-		c := t.order[t.head]
-		t.order[t.head] = nil
+		r := t.order[t.head]
+		t.order[t.head] = ref{}
 		t.head++
-		if !c.done {
+		if r.live() {
+			c := r.c
 			c.Evicted = true
 			t.stats.Evicted++
 			t.finish(c)
@@ -240,6 +251,19 @@ func (t *Tracker) compact() {
 		t.order = t.order[:n]
 		t.head = 0
 	}
+	// A long-lived connection at the front keeps the entries of every
+	// connection created after it: drop those already finished.
+	if n := len(t.order) - t.head; n > 4096 && n > 2*len(t.table) {
+		k := 0
+		for _, r := range t.order[t.head:] {
+			if r.live() {
+				t.order[k] = r
+				k++
+			}
+		}
+		clear(t.order[k:])
+		t.order, t.head = t.order[:k], 0
+	}
 	if t.endedHead > 4096 && t.endedHead*2 > len(t.ended) {
 		n := copy(t.ended, t.ended[t.endedHead:])
 		clear(t.ended[n:])
@@ -252,30 +276,35 @@ func (t *Tracker) compact() {
 // ones when Config.Inactive is set.
 func (t *Tracker) sweep() {
 	for t.endedHead < len(t.ended) {
-		c := t.ended[t.endedHead]
-		if c.done {
-			t.ended[t.endedHead] = nil
+		r := t.ended[t.endedHead]
+		if !r.live() {
+			t.ended[t.endedHead] = ref{}
 			t.endedHead++
 			continue
 		}
-		if c.Last+t.cfg.Linger > t.now {
+		if r.at+t.cfg.Linger > t.now {
 			break
 		}
-		t.ended[t.endedHead] = nil
+		t.ended[t.endedHead] = ref{}
 		t.endedHead++
-		t.finish(c)
+		if c := r.c; c.Last+t.cfg.Linger > t.now {
+			// Packets came after it ended: look again a linger after the
+			// last one, without holding back the connections behind it.
+			t.ended = append(t.ended, ref{c: c, id: r.id, at: c.Last})
+			continue
+		}
+		t.finish(r.c)
 	}
 	if t.cfg.Inactive > 0 {
 		for i := t.head; i < len(t.order); i++ {
-			c := t.order[i]
-			if c != nil && !c.done && c.Last+t.cfg.Inactive <= t.now {
-				t.finish(c)
+			if r := t.order[i]; r.live() && r.c.Last+t.cfg.Inactive <= t.now {
+				t.finish(r.c)
 			}
 		}
 	}
 	// Drop finished connections from the front of the creation order.
-	for t.head < len(t.order) && (t.order[t.head] == nil || t.order[t.head].done) {
-		t.order[t.head] = nil
+	for t.head < len(t.order) && !t.order[t.head].live() {
+		t.order[t.head] = ref{}
 		t.head++
 	}
 	t.compact()
@@ -289,8 +318,8 @@ func (t *Tracker) finish(c *Conn) {
 	if t.table[c.key] == c {
 		delete(t.table, c.key)
 	}
-	if t.lastConn == c {
-		t.lastConn = nil
+	if s := c.key.slot(); t.cache[s] == c {
+		t.cache[s] = nil
 	}
 	t.stats.Finished++
 	if t.done != nil {
@@ -307,10 +336,12 @@ func (t *Tracker) finish(c *Conn) {
 // Flush finishes every live connection (end of input), in creation order.
 func (t *Tracker) Flush() {
 	for i := t.head; i < len(t.order); i++ {
-		if c := t.order[i]; c != nil && !c.done {
-			t.finish(c)
+		if r := t.order[i]; r.live() {
+			t.finish(r.c)
 		}
 	}
+	clear(t.order)
+	clear(t.ended)
 	t.order, t.head, t.ended, t.endedHead = t.order[:0], 0, t.ended[:0], 0
 }
 

@@ -55,6 +55,13 @@ func (c *Conn) add(p *decode.Parsed, num uint64, ts int64, t *Tracker) {
 			ep.lastSeq = p.Seq
 			ep.dataEnd = p.Seq
 		}
+		// Wraps count passes of 2^32 from zero: a segment that crosses it
+		// already at initialisation has wrapped once relative to the ISN.
+		ep.seqWraps = 0
+		if ep.lastSeq < ep.ISN {
+			ep.seqWraps = 1
+		}
+		ep.ackInit, ep.ackWraps = false, 0
 		ep.seqInit = true
 		ep.FirstTS = ts
 	}
@@ -109,6 +116,11 @@ func (c *Conn) add(p *decode.Parsed, num uint64, ts int64, t *Tracker) {
 			if !peer.ackInit || int32(p.Ack-peer.ackSeq) > 0 {
 				if peer.ackInit && p.Ack < peer.ackSeq {
 					peer.ackWraps++
+				} else if !peer.ackInit {
+					peer.ackWraps = 0
+					if p.Ack < peer.ISN && int32(p.Ack-peer.ISN) > 0 {
+						peer.ackWraps = 1 // past 2^32 relative to the ISN
+					}
 				}
 				peer.ackSeq = p.Ack
 				peer.ackInit = true
@@ -171,7 +183,7 @@ func (c *Conn) add(p *decode.Parsed, num uint64, ts int64, t *Tracker) {
 	c.updateState(ep, peer, isOrig, flags, p, delta)
 	if c.closedAt == 0 && c.bothEnded() {
 		c.closedAt = ts
-		t.ended = append(t.ended, c)
+		t.ended = append(t.ended, ref{c: c, id: c.ID, at: ts})
 	}
 
 	// Keep the packet.

@@ -57,9 +57,13 @@ type Parsed struct {
 	// IP fields, valid iff IPVersion != 0.
 	IPVersion uint8 // 4 or 6
 	Src, Dst  netip.Addr
-	TTL       uint8  // TTL or hop limit
-	IPID      uint16 // IPv4 identification; 0 for IPv6
-	DF        bool   // IPv4 don't-fragment
+	// SrcWords and DstWords are the addresses as two big-endian 64-bit
+	// words of their 16-byte form (IPv4 as IPv4-mapped IPv6), read straight
+	// from the header: connection tables key on them without converting.
+	SrcWords, DstWords [2]uint64
+	TTL                uint8  // TTL or hop limit
+	IPID               uint16 // IPv4 identification; 0 for IPv6
+	DF                 bool   // IPv4 don't-fragment
 
 	// TCP fields, valid iff Status == OK.
 	SrcPort, DstPort uint16
@@ -204,6 +208,8 @@ func (p *Parsed) decodeIPv4(b []byte) {
 	p.IPVersion = 4
 	p.Src = netip.AddrFrom4(ip.SourceAddress())
 	p.Dst = netip.AddrFrom4(ip.DestinationAddress())
+	p.SrcWords = [2]uint64{0, 0xffff<<32 | uint64(binary.BigEndian.Uint32(b[12:]))}
+	p.DstWords = [2]uint64{0, 0xffff<<32 | uint64(binary.BigEndian.Uint32(b[16:]))}
 	p.TTL = ip.TTL()
 	p.IPID = ip.ID()
 	p.DF = b[6]&0x40 != 0
@@ -250,6 +256,8 @@ func (p *Parsed) decodeIPv6(b []byte) {
 	p.IPVersion = 6
 	p.Src = netip.AddrFrom16(ip.SourceAddress())
 	p.Dst = netip.AddrFrom16(ip.DestinationAddress())
+	p.SrcWords = [2]uint64{binary.BigEndian.Uint64(b[8:]), binary.BigEndian.Uint64(b[16:])}
+	p.DstWords = [2]uint64{binary.BigEndian.Uint64(b[24:]), binary.BigEndian.Uint64(b[32:])}
 	p.TTL = ip.HopLimit()
 	p.IPID, p.DF = 0, false // an inner (Teredo) packet must not keep the outer IPv4's
 	plen := ip.PayloadLength()

@@ -23,22 +23,29 @@ var (
 // Expected results for dataSeg over IPv4 and IPv6, written from the field
 // values put into the frames above.
 var (
-	wantV4 = Parsed{Status: OK, IPVersion: 4, Src: v4a, Dst: v4b, TTL: 64, IPID: 0x1234, DF: true,
+	wantV4 = Parsed{Status: OK, IPVersion: 4, Src: v4a, Dst: v4b, SrcWords: words(v4a), DstWords: words(v4b), TTL: 64, IPID: 0x1234, DF: true,
 		SrcPort: 40000, DstPort: 80, Seq: 1000, Ack: 2000, Flags: PSH | ACK, Window: 502,
 		Opts:       Options{WScale: -1, HasTS: true, TSVal: 123456, TSEcr: 654321},
 		PayloadLen: 11, Payload: []byte("hello world")}
-	wantV6 = Parsed{Status: OK, IPVersion: 6, Src: v6a, Dst: v6b, TTL: 57,
+	wantV6 = Parsed{Status: OK, IPVersion: 6, Src: v6a, Dst: v6b, SrcWords: words(v6a), DstWords: words(v6b), TTL: 57,
 		SrcPort: 40000, DstPort: 80, Seq: 1000, Ack: 2000, Flags: PSH | ACK, Window: 502,
 		Opts:       Options{WScale: -1, HasTS: true, TSVal: 123456, TSEcr: 654321},
 		PayloadLen: 11, Payload: []byte("hello world")}
 )
+
+// words is an address's 16-byte form (IPv4-mapped for IPv4) as two
+// big-endian words.
+func words(a netip.Addr) [2]uint64 {
+	b := a.As16()
+	return [2]uint64{binary.BigEndian.Uint64(b[:8]), binary.BigEndian.Uint64(b[8:])}
+}
 
 // with returns a copy of p changed by f.
 func with(p Parsed, f func(*Parsed)) Parsed { f(&p); return p }
 
 // ipOnly is what a non-TCP result keeps of w: the IP fields.
 func ipOnly(w Parsed, s Status) Parsed {
-	return Parsed{Status: s, IPVersion: w.IPVersion, Src: w.Src, Dst: w.Dst, TTL: w.TTL, IPID: w.IPID,
+	return Parsed{Status: s, IPVersion: w.IPVersion, Src: w.Src, Dst: w.Dst, SrcWords: w.SrcWords, DstWords: w.DstWords, TTL: w.TTL, IPID: w.IPID,
 		DF: w.DF, Opts: Options{WScale: -1}}
 }
 
@@ -216,7 +223,7 @@ func TestDecodeIP(t *testing.T) {
 func TestDecodeLengths(t *testing.T) {
 	ack := seg{sport: 80, dport: 40000, seq: 7, ack: 9, flags: ACK, win: 100}
 	ackV4 := ipv4(v4b, v4a, 6, nil, ack.bytes())
-	wantAck := Parsed{Status: OK, IPVersion: 4, Src: v4b, Dst: v4a, TTL: 64, IPID: 0x1234, DF: true,
+	wantAck := Parsed{Status: OK, IPVersion: 4, Src: v4b, Dst: v4a, SrcWords: words(v4b), DstWords: words(v4a), TTL: 64, IPID: 0x1234, DF: true,
 		SrcPort: 80, DstPort: 40000, Seq: 7, Ack: 9, Flags: ACK, Window: 100, Opts: Options{WScale: -1}}
 	two := ack
 	two.payload = []byte("hi")
@@ -235,7 +242,7 @@ func TestDecodeLengths(t *testing.T) {
 
 	eth4 := ether(0x0800, v4pkt)
 	hdr4 := 14 + 20 + 20 + len(dataOpts) + 2 // two bytes of payload captured
-	optsCut := 14 + 20 + 20 + 5             // in the middle of the options
+	optsCut := 14 + 20 + 20 + 5              // in the middle of the options
 
 	runCases(t, []decodeCase{
 		{"ethernet-padding-pure-ack", source.LinkEthernet, ether(0x0800, cat(ackV4, pad)), wantAck},

@@ -45,6 +45,9 @@ func checkInvariants(t *testing.T, link uint32, data []byte, p *Parsed) {
 	default:
 		t.Fatalf("link %d: IP version %d", link, p.IPVersion)
 	}
+	if p.IPVersion != 0 && (words(p.Src) != p.SrcWords || words(p.Dst) != p.DstWords) {
+		t.Fatalf("link %d: address words %x %x for %v %v", link, p.SrcWords, p.DstWords, p.Src, p.Dst)
+	}
 	if p.Status != OK {
 		if p.Payload != nil || p.PayloadLen != 0 || p.Truncated || p.Tunneled || p.SrcPort != 0 || p.Flags != 0 {
 			t.Fatalf("link %d: %v with TCP fields: %+v", link, p.Status, p)

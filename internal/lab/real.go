@@ -87,7 +87,7 @@ func realUpstreamDown(ctx context.Context, o Options, r *run) (Expect, error) {
 	if err != nil {
 		return Expect{}, err
 	}
-	r.note("Node.js backend on %s (pid %d); nginx on %s (pid %d): upstream web_server { server %s; keepalive 16; }, proxy_http_version 1.1, keepalive_timeout 65s; configs in %s",
+	r.note("Node.js backend on %s (pid %d); nginx on %s (pid %d): upstream web_server { server %s; keepalive 16; }, proxy_http_version 1.1, keepalive_timeout 65s; configs in %s (removed at exit)",
 		up, node.Pid(), front, ngx.Pid(), up, set.Dir)
 	u := url(front, "/test")
 	res, err := set.Curl(ctx, u, ClientIP)
@@ -150,7 +150,7 @@ func realStaleKeepalive(ctx context.Context, o Options, r *run) (Expect, error) 
 		return Expect{}, err
 	}
 	c.URL = url(addr, "/test")
-	r.note("nginx on %s (pid %d) with keepalive_timeout %s; okhttp client: ConnectionPool(5, %s), retryOnConnectionFailure(%v); configs in %s",
+	r.note("nginx on %s (pid %d) with keepalive_timeout %s; okhttp client: ConnectionPool(5, %s), retryOnConnectionFailure(%v); configs in %s (removed at exit)",
 		addr, ngx.Pid(), o.ServerIdle, c.PoolIdle, c.Retry, set.Dir)
 	lines, info, err := set.RunOkHttpClient(ctx, cp, c)
 	for _, l := range info {
@@ -173,6 +173,9 @@ func realStaleKeepalive(ctx context.Context, o Options, r *run) (Expect, error) 
 			st.Kind = javaKind(l.Error).String()
 		}
 		r.steps = append(r.steps, st)
+		if l.Dropped > 0 {
+			r.note("okhttp found %d pooled connection(s) closed and dropped them before sending request %d", l.Dropped, l.N)
+		}
 	}
 	noteNginxErrors(r, set)
 	return exp, nil

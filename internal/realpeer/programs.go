@@ -260,6 +260,7 @@ type ClientLine struct {
 	Local   string
 	Reused  bool
 	Retried bool
+	Dropped int    // pooled connections found closed and dropped unused
 	Error   string // the exception and its causes, as Java prints them
 }
 
@@ -294,8 +295,8 @@ func (s *Set) RunOkHttpClient(ctx context.Context, classpath string, c OkHttpCli
 
 // parseClientLine reads
 //
-//	RESULT 1 status=200 local=127.0.0.2:41234 reused=false retried=false
-//	ERROR 2 local=127.0.0.2:41234 reused=true retried=false :: java.io.IOException: ...
+//	RESULT 1 status=200 local=127.0.0.2:41234 reused=false retried=false dropped=0
+//	ERROR 2 local=127.0.0.2:41234 reused=true retried=false dropped=0 :: java.io.IOException: ...
 func parseClientLine(l string) (ClientLine, bool) {
 	var cl ClientLine
 	head, errText, hasErr := strings.Cut(l, " :: ")
@@ -319,6 +320,8 @@ func parseClientLine(l string) (ClientLine, bool) {
 			cl.Reused = v == "true"
 		case "retried":
 			cl.Retried = v == "true"
+		case "dropped":
+			cl.Dropped, _ = strconv.Atoi(v)
 		}
 	}
 	if f[0] == "ERROR" {

@@ -40,13 +40,43 @@ type Set struct {
 	procs []*Proc
 }
 
-// NewSet makes a fresh temporary directory for one run.
+// NewSet makes a fresh temporary directory for one run. It first removes
+// the directories of earlier runs whose process is gone: a run killed with
+// SIGKILL takes its programs along (Pdeathsig) but cannot remove its
+// directory itself.
 func NewSet() (*Set, error) {
-	dir, err := os.MkdirTemp("", "rstscope-realpeer-")
+	sweep()
+	dir, err := os.MkdirTemp("", dirPrefix)
 	if err != nil {
 		return nil, err
 	}
+	if err := os.WriteFile(filepath.Join(dir, "owner"), []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
 	return &Set{Dir: dir}, nil
+}
+
+const dirPrefix = "rstscope-realpeer-"
+
+// sweep removes run directories whose owner process no longer exists. The
+// lab's namespace is a network namespace only, so process ids are the
+// host's and the check is sound (a reused pid merely keeps a directory).
+func sweep() {
+	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), dirPrefix+"*"))
+	for _, d := range dirs {
+		b, err := os.ReadFile(filepath.Join(d, "owner"))
+		if err != nil {
+			continue
+		}
+		pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+		if err != nil || pid <= 0 {
+			continue
+		}
+		if err := syscall.Kill(pid, 0); errors.Is(err, syscall.ESRCH) {
+			os.RemoveAll(d)
+		}
+	}
 }
 
 // Path returns name inside the set's directory.
@@ -92,7 +122,10 @@ type Proc struct {
 func (s *Set) Start(ctx context.Context, name string, argv ...string) (*Proc, error) {
 	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 	cmd.Dir = s.Dir
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	// Its own process group, so that a program that forks (a shell, a
+	// launcher) is stopped whole; Pdeathsig for when the lab is killed.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	cmd.WaitDelay = 2 * time.Second
 	p := &Proc{Name: name, cmd: cmd, log: &logBuf{}, done: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = p.log, p.log
@@ -129,7 +162,7 @@ func (p *Proc) Kill() {
 	if p == nil || p.Exited() {
 		return
 	}
-	p.cmd.Process.Signal(syscall.SIGKILL)
+	syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
 	<-p.done
 }
 
@@ -138,7 +171,7 @@ func (p *Proc) Stop() {
 	if p == nil || p.Exited() {
 		return
 	}
-	p.cmd.Process.Signal(syscall.SIGTERM)
+	syscall.Kill(-p.cmd.Process.Pid, syscall.SIGTERM)
 	select {
 	case <-p.done:
 	case <-time.After(2 * time.Second):
@@ -167,6 +200,9 @@ func WaitListen(ctx context.Context, p *Proc, addr string, timeout time.Duration
 			return fmt.Errorf("%s exited before it listened on %s: %s", p.Name, addr, lastLines(p.Log(), 5))
 		}
 		if time.Now().After(deadline) {
+			if p == nil {
+				return fmt.Errorf("nothing listened on %s within %s", addr, timeout)
+			}
 			return fmt.Errorf("%s did not listen on %s within %s: %s", p.Name, addr, timeout, lastLines(p.Log(), 5))
 		}
 		select {
@@ -225,7 +261,8 @@ func (s *Set) Run(ctx context.Context, timeout time.Duration, argv ...string) (O
 	defer cancel()
 	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 	cmd.Dir = s.Dir
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	cmd.WaitDelay = time.Second
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr

@@ -5,8 +5,11 @@
 // Usage: java RstscopeClient URL WAIT_MS RETRY POOL_KEEPALIVE_MS LOCAL_IP [METHOD]
 //
 // Prints one line per request, machine-readable for rstscope:
-//   RESULT n status=200 local=IP:PORT reused=false retried=false
-//   ERROR n local=IP:PORT reused=true retried=false :: java.io.IOException: ... (caused by ...)
+//   RESULT n status=200 local=IP:PORT reused=false retried=false dropped=0
+//   ERROR n local=IP:PORT reused=true retried=false dropped=0 :: java.io.IOException: ... (caused by ...)
+// reused: the request first went out on a pooled connection; retried: it
+// was sent again; dropped: pooled connections okhttp found unhealthy and
+// closed without sending on them.
 import java.io.IOException;
 import java.net.InetAddress;
 import java.net.InetSocketAddress;
@@ -60,10 +63,15 @@ public class RstscopeClient {
         }
     }
 
-    /** Tracks one call: was its first connection a pooled one, was it retried. */
+    /**
+     * Tracks one call: whether the connection its request first went out on
+     * came from the pool, whether the request was sent again (a retry), and
+     * how many pooled connections okhttp acquired and dropped unused (its
+     * health check for non-GET requests notices a closed one).
+     */
     static final class Tracker extends EventListener {
-        int connects, acquired;
-        boolean firstReused;
+        int connects, connectsAtAcquire = -1, acquired, sends;
+        boolean pooled, firstReused;
         String local = "";
 
         @Override
@@ -73,12 +81,24 @@ public class RstscopeClient {
 
         @Override
         public void connectionAcquired(Call call, Connection c) {
-            if (acquired == 0) {
-                firstReused = connects == 0;
-            }
+            pooled = connects == 0 || connects == connectsAtAcquire;
+            connectsAtAcquire = connects;
             acquired++;
             Socket s = c.socket();
             local = s.getLocalAddress().getHostAddress() + ":" + s.getLocalPort();
+        }
+
+        @Override
+        public void requestHeadersStart(Call call) {
+            sends++;
+            if (sends == 1) {
+                firstReused = pooled;
+            }
+        }
+
+        String fields() {
+            return "local=" + local + " reused=" + firstReused + " retried=" + (sends > 1) + " dropped="
+                    + Math.max(0, acquired - sends);
         }
     }
 
@@ -125,12 +145,10 @@ public class RstscopeClient {
             try (Response r = call.execute()) {
                 r.body().string();
                 Tracker t = current;
-                System.out.println("RESULT " + i + " status=" + r.code() + " local=" + t.local + " reused=" + t.firstReused
-                        + " retried=" + (t.acquired > 1));
+                System.out.println("RESULT " + i + " status=" + r.code() + " " + t.fields());
             } catch (IOException e) {
                 Tracker t = current;
-                System.out.println("ERROR " + i + " local=" + t.local + " reused=" + t.firstReused + " retried="
-                        + (t.acquired > 1) + " :: " + describe(e));
+                System.out.println("ERROR " + i + " " + t.fields() + " :: " + describe(e));
             }
             System.out.flush();
         }
