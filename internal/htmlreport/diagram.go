@@ -10,6 +10,7 @@ import (
 	"github.com/rstscope/rstscope/internal/conntrack"
 	"github.com/rstscope/rstscope/internal/decode"
 	"github.com/rstscope/rstscope/internal/diagnose"
+	"github.com/rstscope/rstscope/internal/report"
 )
 
 // Layout of a sequence diagram, in SVG user units (CSS pixels).
@@ -128,7 +129,7 @@ func buildDiagram(inc *diagnose.Incident, mark map[uint64]bool, maxLines int) di
 	// Collect and fold each connection's packets, then merge them by time.
 	var items []item
 	for ci, s := range conns {
-		keep := foldIndex(s.Packets, mark, maxLines)
+		keep := report.FoldIndex(s.Packets, mark, maxLines)
 		for i := range s.Packets {
 			p := &s.Packets[i]
 			it := item{s: s, p: p, keep: keep[i], conn: ci}
@@ -268,33 +269,6 @@ func arrowHead(x1, x2, y int) string {
 		dir = -1
 	}
 	return fmt.Sprintf("%d,%d %d,%d %d,%d", x2, y, x2-dir*9, y-4, x2-dir*9, y+4)
-}
-
-// foldIndex picks which packets to draw, as the text report does: all when
-// few, else the first three, the marked ones with two neighbours each side,
-// and the last five.
-func foldIndex(pk []conntrack.Pkt, mark map[uint64]bool, maxLines int) []bool {
-	keep := make([]bool, len(pk))
-	if len(pk) <= maxLines {
-		for i := range keep {
-			keep[i] = true
-		}
-		return keep
-	}
-	for i := 0; i < 3 && i < len(pk); i++ {
-		keep[i] = true
-	}
-	for i := max(0, len(pk)-5); i < len(pk); i++ {
-		keep[i] = true
-	}
-	for i := range pk {
-		if mark[pk[i].Num] {
-			for j := max(0, i-2); j <= min(len(pk)-1, i+2); j++ {
-				keep[j] = true
-			}
-		}
-	}
-	return keep
 }
 
 // cut shortens s to at most n runes (ending with "…"), and returns the

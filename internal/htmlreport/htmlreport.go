@@ -145,7 +145,7 @@ func build(d Data) page {
 	s := report.Summary(d.Input, d.Stats, t, d.Counts, d.NotDetailed)
 	p := page{
 		Title:   "rstscope report: " + d.Input.Name,
-		Summary: s, Bytes: humanBytes(s.Bytes), Duration: durText(int64(s.Duration * 1e9)),
+		Summary: s, Bytes: report.HumanBytes(s.Bytes), Duration: durText(int64(s.Duration * 1e9)),
 		LinkTypes: strings.Join(s.LinkTypes, ", "), Skipped: joinKV(sortKV(s.Skipped)),
 		States: sortKV(s.ConnStates), Kept: len(d.Incidents), MaxIncidents: d.MaxIncidents,
 		NotDetailed: d.NotDetailed,
@@ -318,16 +318,4 @@ func joinKV(l []kv) string {
 		parts[i] = x.K + " " + x.V
 	}
 	return strings.Join(parts, ", ")
-}
-
-func humanBytes(n uint64) string {
-	switch {
-	case n >= 1<<30:
-		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
-	case n >= 1<<20:
-		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
-	case n >= 1<<10:
-		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
-	}
-	return fmt.Sprintf("%d bytes", n)
 }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -76,6 +77,10 @@ func Missing(progs ...string) error {
 	}
 	if len(miss) == 0 {
 		return nil
+	}
+	// A JDK holds the JRE: name it once.
+	if slices.Contains(pkgs, packages[Javac]) {
+		pkgs = slices.DeleteFunc(pkgs, func(p string) bool { return p == packages[Java] })
 	}
 	return fmt.Errorf("real peers not installed: %s; on Debian or Ubuntu: apt-get install %s",
 		strings.Join(miss, ", "), strings.Join(pkgs, " "))

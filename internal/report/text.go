@@ -53,7 +53,7 @@ func Text(w io.Writer, in Input, st engine.Stats, t *Tally, incs []*diagnose.Inc
 	p := painter(o.Color)
 	s := Summary(in, st, t, counts, notDetailed)
 	fmt.Fprintf(w, "%s %s: %s, %s, %d packets (%d TCP), %s",
-		p.c(bold, "rstscope"), cli.Clean(in.Name), s.Format, strings.Join(s.LinkTypes, " + "), s.Packets, s.TCPPackets, humanBytes(s.Bytes))
+		p.c(bold, "rstscope"), cli.Clean(in.Name), s.Format, strings.Join(s.LinkTypes, " + "), s.Packets, s.TCPPackets, HumanBytes(s.Bytes))
 	if s.Packets > 0 {
 		fmt.Fprintf(w, ", %s, from %s", durS(s.Duration), s.First)
 	}
@@ -156,7 +156,7 @@ func Diagram(w io.Writer, s *diagnose.Snapshot, mark map[uint64]bool, maxLines i
 	right := "server " + s.Server
 	fmt.Fprintf(w, "%s%-8s %10s  %-*s %s\n", indent, "pkt", "time", width+1, left, right)
 	pk := s.Packets
-	keep := foldIndex(pk, mark, maxLines)
+	keep := FoldIndex(pk, mark, maxLines)
 	var t0 int64
 	if len(pk) > 0 {
 		t0 = pk[0].TS
@@ -194,9 +194,10 @@ func Diagram(w io.Writer, s *diagnose.Snapshot, mark map[uint64]bool, maxLines i
 	}
 }
 
-// foldIndex picks which packets to draw: all when few, else the first
-// three, the marked ones with two neighbours each side, and the last five.
-func foldIndex(pk []conntrack.Pkt, mark map[uint64]bool, maxLines int) []bool {
+// FoldIndex picks which packets of a connection to draw: all when few, else
+// the first three, the marked ones with two neighbours each side, and the
+// last five. The text and HTML diagrams fold the same way.
+func FoldIndex(pk []conntrack.Pkt, mark map[uint64]bool, maxLines int) []bool {
 	keep := make([]bool, len(pk))
 	if len(pk) <= maxLines {
 		for i := range keep {
@@ -309,7 +310,8 @@ func kv[V int | uint64](m map[string]V) string {
 	return strings.Join(parts, ", ")
 }
 
-func humanBytes(n uint64) string {
+// HumanBytes writes a byte count for people: "27.3 KiB".
+func HumanBytes(n uint64) string {
 	switch {
 	case n >= 1<<30:
 		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))

@@ -11,7 +11,6 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -27,68 +26,28 @@ import (
 	"github.com/rstscope/rstscope/internal/ktrace"
 	"github.com/rstscope/rstscope/internal/livecap"
 	"github.com/rstscope/rstscope/internal/metrics"
+	rnetns "github.com/rstscope/rstscope/internal/netns"
 	"github.com/rstscope/rstscope/internal/pcapio"
 	"golang.org/x/sys/unix"
 )
 
-// netns runs functions on a thread that lives in a network namespace of its
-// own, with only lo, brought up (as in internal/livecap's tests). Sockets
-// made there stay in the namespace and may be used from any goroutine; the
-// thread is never unlocked, so it exits with the test and the namespace
-// disappears with its last socket.
-type netns struct{ calls chan func() }
+// netns is a thread in a network namespace of its own (internal/netns).
+type netns struct{ *rnetns.Thread }
 
 func newNetns(t testing.TB) *netns {
 	t.Helper()
-	ns := &netns{calls: make(chan func())}
-	errc := make(chan error)
-	go func() {
-		runtime.LockOSThread() // never unlocked: see netns
-		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
-			errc <- err
-			return
-		}
-		if err := linkUp("lo"); err != nil {
-			errc <- err
-			return
-		}
-		errc <- nil
-		for f := range ns.calls {
-			f()
-		}
-	}()
-	if err := <-errc; err != nil {
+	th, err := rnetns.NewThread()
+	if err != nil {
 		if errors.Is(err, unix.EPERM) {
 			t.Skipf("needs root (CAP_SYS_ADMIN and CAP_NET_RAW) to create a network namespace and capture in it: %v", err)
 		}
 		t.Fatalf("network namespace: %v", err)
 	}
-	t.Cleanup(func() { close(ns.calls) })
-	return ns
+	t.Cleanup(th.Close)
+	return &netns{th}
 }
 
-func (ns *netns) do(f func()) {
-	done := make(chan struct{})
-	ns.calls <- func() { defer close(done); f() }
-	<-done
-}
-
-func linkUp(name string) error {
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return err
-	}
-	defer unix.Close(fd)
-	ifr, err := unix.NewIfreq(name)
-	if err != nil {
-		return err
-	}
-	if err := unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, ifr); err != nil {
-		return err
-	}
-	ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
-	return unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr)
-}
+func (ns *netns) do(f func()) { ns.Do(f) }
 
 // openIn makes Config.Open open the capture inside ns.
 func openIn(ns *netns) func(livecap.Config) (*livecap.Handle, error) {
