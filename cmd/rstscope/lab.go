@@ -187,7 +187,10 @@ func labInside(env *cli.Env, scs []*lab.Scenario, o lab.Options, jsonOut bool, w
 				fmt.Fprintf(env.Stdout, "wrote %s\n", p)
 			}
 		}
-		if !res.OK() {
+		switch {
+		case res.Unavailable:
+			code = cli.ExitUsage
+		case !res.OK() && code == cli.ExitOK:
 			code = cli.ExitFindings
 		}
 	}

@@ -33,7 +33,10 @@ type Result struct {
 	Checks     []Check
 	PeerLogs   map[string]string
 	Err        error
-	tally      report.Tally
+	// Unavailable is set when the scenario could not run here at all
+	// (missing programs, no root): exit status 2, not a failed check.
+	Unavailable bool
+	tally       report.Tally
 }
 
 // Check is one expectation and whether it held.
@@ -63,6 +66,7 @@ func Run(ctx context.Context, sc *Scenario, o Options) *Result {
 	res := &Result{Scenario: sc, Options: o, PeerLogs: map[string]string{}}
 	if sc.Root && os.Geteuid() != 0 {
 		res.Err = fmt.Errorf("scenario %s needs real root (it sets a sysctl in the lab's namespace)", sc.Name)
+		res.Unavailable = true
 		return res
 	}
 	runFn := sc.run
@@ -76,6 +80,7 @@ func Run(ctx context.Context, sc *Scenario, o Options) *Result {
 		}
 		if err := realPeersMissing(sc.Name); err != nil {
 			res.Err = err
+			res.Unavailable = true
 			return res
 		}
 	default:
