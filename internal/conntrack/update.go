@@ -205,6 +205,11 @@ func (c *Conn) bothEnded() bool {
 
 func (c *Conn) keep(rec Pkt) {
 	if len(c.pkts) < headPkts+tailPkts {
+		if c.pkts == nil {
+			// One allocation of the fixed bound instead of doubling six
+			// times; most connections here fill it.
+			c.pkts = make([]Pkt, 0, headPkts+tailPkts)
+		}
 		c.pkts = append(c.pkts, rec)
 		return
 	}
