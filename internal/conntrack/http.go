@@ -103,9 +103,6 @@ func (c *Conn) addHTTP(m HTTPMsg) int32 {
 	serial := int32(c.HTTPTotal)
 	c.HTTPTotal++
 	if len(c.http) < headHTTP+tailHTTP {
-		if c.http == nil {
-			c.http = make([]HTTPMsg, 0, headHTTP+tailHTTP)
-		}
 		c.http = append(c.http, m)
 		return serial
 	}
