@@ -8,6 +8,7 @@ import (
 	"github.com/rstscope/rstscope/internal/cause"
 	"github.com/rstscope/rstscope/internal/conntrack"
 	"github.com/rstscope/rstscope/internal/decode"
+	"github.com/rstscope/rstscope/internal/human"
 )
 
 // The rules: each recognises one cause of the catalogue (internal/cause) in
@@ -514,18 +515,7 @@ func sortU(a []uint64) {
 }
 
 // dur writes a duration for people: "6.0 s", "350 ms", "80 µs".
-func dur(ns int64) string {
-	switch {
-	case ns >= 10e9:
-		return fmt.Sprintf("%.0f s", float64(ns)/1e9)
-	case ns >= 1e9:
-		return fmt.Sprintf("%.1f s", float64(ns)/1e9)
-	case ns >= 1e6:
-		return fmt.Sprintf("%.0f ms", float64(ns)/1e6)
-	default:
-		return fmt.Sprintf("%.0f µs", float64(ns)/1e3)
-	}
-}
+func dur(ns int64) string { return human.Duration(ns) }
 
 func ms(ns int64) string { return dur(ns) }
 

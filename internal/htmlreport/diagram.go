@@ -10,6 +10,7 @@ import (
 	"github.com/rstscope/rstscope/internal/conntrack"
 	"github.com/rstscope/rstscope/internal/decode"
 	"github.com/rstscope/rstscope/internal/diagnose"
+	"github.com/rstscope/rstscope/internal/human"
 	"github.com/rstscope/rstscope/internal/report"
 )
 
@@ -302,15 +303,4 @@ func sameHost(a, b string) bool {
 }
 
 // durText writes a duration in ns briefly: 6.0 s, 250 ms, 40 µs.
-func durText(ns int64) string {
-	s := float64(ns) / 1e9
-	switch {
-	case s >= 10:
-		return fmt.Sprintf("%.0f s", s)
-	case s >= 1:
-		return fmt.Sprintf("%.1f s", s)
-	case s >= 0.001:
-		return fmt.Sprintf("%.0f ms", s*1000)
-	}
-	return fmt.Sprintf("%.0f µs", s*1e6)
-}
+func durText(ns int64) string { return human.Duration(ns) }

@@ -29,6 +29,7 @@ import (
 	"github.com/rstscope/rstscope/internal/cause"
 	"github.com/rstscope/rstscope/internal/diagnose"
 	"github.com/rstscope/rstscope/internal/engine"
+	"github.com/rstscope/rstscope/internal/human"
 	"github.com/rstscope/rstscope/internal/report"
 )
 
@@ -145,7 +146,7 @@ func build(d Data) page {
 	s := report.Summary(d.Input, d.Stats, t, d.Counts, d.NotDetailed)
 	p := page{
 		Title:   "rstscope report: " + d.Input.Name,
-		Summary: s, Bytes: report.HumanBytes(s.Bytes), Duration: durText(int64(s.Duration * 1e9)),
+		Summary: s, Bytes: human.Bytes(s.Bytes), Duration: durText(int64(s.Duration * 1e9)),
 		LinkTypes: strings.Join(s.LinkTypes, ", "), Skipped: joinKV(sortKV(s.Skipped)),
 		States: sortKV(s.ConnStates), Kept: len(d.Incidents), MaxIncidents: d.MaxIncidents,
 		NotDetailed: d.NotDetailed,
@@ -295,16 +296,7 @@ func facts(f map[string]any) []kv {
 
 // sortKV lists a count map largest first, then by name.
 func sortKV[V int | uint64](m map[string]V) []kv {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Slice(keys, func(i, j int) bool {
-		if m[keys[i]] != m[keys[j]] {
-			return m[keys[i]] > m[keys[j]]
-		}
-		return keys[i] < keys[j]
-	})
+	keys := report.SortCounts(m)
 	out := make([]kv, len(keys))
 	for i, k := range keys {
 		out[i] = kv{k, fmt.Sprint(m[k])}

@@ -13,6 +13,7 @@ import (
 	"github.com/rstscope/rstscope/internal/decode"
 	"github.com/rstscope/rstscope/internal/diagnose"
 	"github.com/rstscope/rstscope/internal/engine"
+	"github.com/rstscope/rstscope/internal/human"
 )
 
 // TextOptions tune the text report.
@@ -53,7 +54,7 @@ func Text(w io.Writer, in Input, st engine.Stats, t *Tally, incs []*diagnose.Inc
 	p := painter(o.Color)
 	s := Summary(in, st, t, counts, notDetailed)
 	fmt.Fprintf(w, "%s %s: %s, %s, %d packets (%d TCP), %s",
-		p.c(bold, "rstscope"), cli.Clean(in.Name), s.Format, strings.Join(s.LinkTypes, " + "), s.Packets, s.TCPPackets, HumanBytes(s.Bytes))
+		p.c(bold, "rstscope"), cli.Clean(in.Name), s.Format, strings.Join(s.LinkTypes, " + "), s.Packets, s.TCPPackets, human.Bytes(s.Bytes))
 	if s.Packets > 0 {
 		fmt.Fprintf(w, ", %s, from %s", durS(s.Duration), s.First)
 	}
@@ -293,7 +294,17 @@ func factLine(f map[string]any) string {
 }
 
 func kv[V int | uint64](m map[string]V) string {
-	var keys []string
+	var parts []string
+	for _, k := range SortCounts(m) {
+		parts = append(parts, fmt.Sprintf("%s %d", k, m[k]))
+	}
+	return strings.Join(parts, ", ")
+}
+
+// SortCounts returns the keys of a count map, largest count first, then by
+// name: the order every report lists states and causes in.
+func SortCounts[V int | uint64](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
 	for k := range m {
 		keys = append(keys, k)
 	}
@@ -303,37 +314,10 @@ func kv[V int | uint64](m map[string]V) string {
 		}
 		return keys[i] < keys[j]
 	})
-	var parts []string
-	for _, k := range keys {
-		parts = append(parts, fmt.Sprintf("%s %d", k, m[k]))
-	}
-	return strings.Join(parts, ", ")
+	return keys
 }
 
-// HumanBytes writes a byte count for people: "27.3 KiB".
-func HumanBytes(n uint64) string {
-	switch {
-	case n >= 1<<30:
-		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
-	case n >= 1<<20:
-		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
-	case n >= 1<<10:
-		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
-	}
-	return fmt.Sprintf("%d bytes", n)
-}
-
-func durS(s float64) string {
-	switch {
-	case s >= 10:
-		return fmt.Sprintf("%.0f s", s)
-	case s >= 1:
-		return fmt.Sprintf("%.1f s", s)
-	case s >= 0.001:
-		return fmt.Sprintf("%.0f ms", s*1000)
-	}
-	return fmt.Sprintf("%.0f µs", s*1e6)
-}
+func durS(s float64) string { return human.Seconds(s) }
 
 // wrap folds text at width, indenting continuation lines.
 func wrap(s string, indent, width int) string {
