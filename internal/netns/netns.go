@@ -75,10 +75,22 @@ func Mode() string {
 	if err := check(); err != nil {
 		return "unavailable: " + err.Error()
 	}
-	if os.Geteuid() == 0 {
+	if os.Geteuid() == 0 && !inUserNamespace() {
 		return "root netns"
 	}
 	return "user+net namespace"
+}
+
+// inUserNamespace reports whether this process runs in a user namespace
+// other than the initial one (whose uid_map is the identity over all ids):
+// uid 0 there is not real root.
+func inUserNamespace() bool {
+	b, err := os.ReadFile("/proc/self/uid_map")
+	if err != nil {
+		return false
+	}
+	f := strings.Fields(string(b))
+	return !(len(f) == 3 && f[0] == "0" && f[1] == "0" && f[2] == "4294967295")
 }
 
 // check says why Command cannot work here, from the sysctls that govern
