@@ -104,7 +104,6 @@ func parseFailOn(s string) (map[cause.ID]bool, error) {
 }
 
 func analyze(env *cli.Env, path string, o analyzeOpts) int {
-	start := time.Now()
 	rd, err := pcapio.Open(path, env.Stdin)
 	if err != nil {
 		fmt.Fprintf(env.Stderr, "rstscope analyze: %s\n", cli.Clean(err.Error()))
@@ -139,7 +138,7 @@ func analyze(env *cli.Env, path string, o analyzeOpts) int {
 		Progress: prog.update,
 	})
 	prog.done()
-	in := report.Input{Name: path, Format: rd.Format(), Elapsed: time.Since(start)}
+	in := report.Input{Name: path, Format: rd.Format()}
 	if path == "-" {
 		in.Name = "standard input"
 	}

@@ -96,25 +96,22 @@ type Endpoint struct {
 	Gaps             uint32
 	WScale           int8 // negotiated shift; -1 unknown
 	MaxWin           uint32
-	LastWin          uint32 // scaled where known
 	FinPkt           uint64 // packet number of the first FIN, 0 if none
 	FinTS            int64
 	FinSeq           uint32
 	RstPkt           uint64 // packet number of the first RST, 0 if none
 	RstTS            int64
-	RstSeq, RstAck   uint32
+	RstSeq           uint32
 	RstFlags         decode.Flags
 	RstWin           uint16
 	RstTTL           uint8
 	RstHasTS         bool
-	RstIPID          uint16
 	RstCount         uint32
 	RstPayload       []byte // first bytes of an RST's payload (diagnostic payload), nil if none
 	TTLMin, TTLMax   uint8  // over non-RST packets
 	NonRstPkts       uint32
 	TSOptPkts        uint32 // non-RST packets carrying the timestamp option
-	LastIPID         uint16
-	LastDataTS       int64 // time of the last payload-carrying packet
+	LastDataTS       int64  // time of the last payload-carrying packet
 	LastDataPkt      uint64
 	hist             uint16 // Zeek history flags recorded (once-per-direction letters)
 	histLastSYN      uint64
@@ -187,10 +184,9 @@ type Conn struct {
 	HTTPTotal int
 	Notes     []Note
 	history   []byte
-	MaxGap    int64  // longest silence between two packets of this connection, ns
-	MaxGapPkt uint64 // the packet that ended it
-	Evicted   bool   // released because the table was full, not because it ended
-	closedAt  int64  // when both sides ended (FIN/RST), 0 while open
+	MaxGap    int64 // longest silence between two packets of this connection, ns
+	Evicted   bool  // released because the table was full, not because it ended
+	closedAt  int64 // when both sides ended (FIN/RST), 0 while open
 	key       key
 	done      bool
 }

@@ -272,6 +272,19 @@ func (t *Tracker) compact() {
 	}
 }
 
+// Advance moves the tracker's clock to ts (capture time, Unix ns) without a
+// packet and finishes what has lingered or idled long enough by then. Live
+// capture calls it in quiet moments, so ended connections are diagnosed
+// without waiting for the next packet. A ts in the past is ignored.
+func (t *Tracker) Advance(ts int64) {
+	if ts <= t.now {
+		return
+	}
+	t.now = ts
+	t.sweep()
+	t.nextSweep = t.now + 1e9
+}
+
 // sweep finishes ended connections whose linger has passed, and inactive
 // ones when Config.Inactive is set.
 func (t *Tracker) sweep() {

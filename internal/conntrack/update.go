@@ -24,7 +24,7 @@ func (c *Conn) add(p *decode.Parsed, num uint64, ts int64, t *Tracker) {
 	// Idle gaps.
 	if c.TotalPkts > 0 {
 		if gap := ts - c.Last; gap > c.MaxGap {
-			c.MaxGap, c.MaxGapPkt = gap, num
+			c.MaxGap = gap
 		}
 	}
 	idle := ts - c.Last
@@ -80,7 +80,6 @@ func (c *Conn) add(p *decode.Parsed, num uint64, ts int64, t *Tracker) {
 		win <<= uint(ep.WScale)
 	}
 	if flags&decode.RST == 0 {
-		ep.LastWin = win
 		// SYN windows are never scaled and are often rescinded: like
 		// Zeek, leave them out of the window history.
 		if win > ep.MaxWin && flags&decode.SYN == 0 {
@@ -88,8 +87,7 @@ func (c *Conn) add(p *decode.Parsed, num uint64, ts int64, t *Tracker) {
 		}
 		if win == 0 && flags&(decode.SYN|decode.FIN) == 0 && peer.State != Closed && ep.State != Reset {
 			ep.ZeroWindows++
-			if c.scaled(&ep.zwThresh, ep.ZeroWindows, isOrig, 'W') {
-			}
+			c.scaled(&ep.zwThresh, ep.ZeroWindows, isOrig, 'W')
 		}
 		ep.NonRstPkts++
 		if ep.TTLMin == 0 || p.TTL < ep.TTLMin {
@@ -101,7 +99,6 @@ func (c *Conn) add(p *decode.Parsed, num uint64, ts int64, t *Tracker) {
 		if p.Opts.HasTS {
 			ep.TSOptPkts++
 		}
-		ep.LastIPID = p.IPID
 	}
 
 	// ACK bookkeeping for the peer's sequence space (Zeek's init_peer and
@@ -171,8 +168,8 @@ func (c *Conn) add(p *decode.Parsed, num uint64, ts int64, t *Tracker) {
 	if flags&decode.RST != 0 {
 		ep.RstCount++
 		if ep.RstPkt == 0 {
-			ep.RstPkt, ep.RstTS, ep.RstSeq, ep.RstAck = num, ts, p.Seq, p.Ack
-			ep.RstFlags, ep.RstWin, ep.RstTTL, ep.RstHasTS, ep.RstIPID = flags, p.Window, p.TTL, p.Opts.HasTS, p.IPID
+			ep.RstPkt, ep.RstTS, ep.RstSeq = num, ts, p.Seq
+			ep.RstFlags, ep.RstWin, ep.RstTTL, ep.RstHasTS = flags, p.Window, p.TTL, p.Opts.HasTS
 			if len(p.Payload) > 0 {
 				n := min(len(p.Payload), rstPayloadN)
 				ep.RstPayload = append(ep.RstPayload[:0], p.Payload[:n]...)
@@ -301,9 +298,9 @@ func (c *Conn) updateHistory(ep *Endpoint, isOrig bool, f decode.Flags, relSeq u
 	}
 }
 
-func (ep *Endpoint) setState(s EndpointState) {
-	ep.PrevState = ep.State
-	ep.State = s
+func (e *Endpoint) setState(s EndpointState) {
+	e.PrevState = e.State
+	e.State = s
 }
 
 // updateState is Zeek's UpdateStateMachine.

@@ -2,6 +2,7 @@ package diagnose
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
@@ -64,13 +65,11 @@ type Diagnoser struct {
 // closed before answering. A proxy error may name it as its cause.
 type failure struct {
 	snap    *Snapshot
-	start   int64 // first packet
 	at      int64 // the failing packet
 	how     string
 	inc     *Incident
 	used    bool
 	clientI string // client IP
-	serverI string
 }
 
 // New returns a Diagnoser.
@@ -191,7 +190,7 @@ func (d *Diagnoser) correlate(he *Incident) {
 	he.Facts["upstream_server"] = best.snap.Server
 	he.Facts["upstream_failed_ms_before_response"] = float64(respTS-best.at) / 1e6
 	he.Packets = append(he.Packets, failingPackets(best)...)
-	sort.Slice(he.Packets, func(i, j int) bool { return he.Packets[i] < he.Packets[j] })
+	slices.Sort(he.Packets)
 	he.Summary = fmt.Sprintf("The proxy %s answered %s with %d because its upstream connection to %s %s %.1f ms earlier (%s).",
 		he.Conn.Server, he.Conn.Client, he.Facts["status"], best.snap.Server, best.how,
 		float64(respTS-best.at)/1e6, best.snap.UID)
@@ -227,13 +226,13 @@ func asFailure(c *conntrack.Conn, inc *Incident) *failure {
 	if inc == nil && srv.RstPkt == 0 && (srv.FinPkt == 0 || c.HTTPTotal == 0) {
 		return nil // the common case: nothing failed
 	}
-	f := &failure{start: c.Start, inc: inc, clientI: c.Client().Addr().String(), serverI: c.Server().Addr().String()}
+	f := &failure{inc: inc, clientI: c.Client().Addr().String()}
 	switch {
 	case inc != nil && inc.Cause == cause.Refused:
 		f.at, f.how = srv.RstTS, "was refused"
-	case srv.RstPkt != 0 && srv.RstPkt > 0 && (cli.RstPkt == 0 || srv.RstPkt < cli.RstPkt):
+	case srv.RstPkt != 0 && (cli.RstPkt == 0 || srv.RstPkt < cli.RstPkt):
 		f.at, f.how = srv.RstTS, "was reset by the upstream"
-	case srv.FinPkt != 0 && answeredBefore(c, srv.FinTS) == false && hasRequest(c):
+	case srv.FinPkt != 0 && !answeredBefore(c, srv.FinTS) && hasRequest(c):
 		f.at, f.how = srv.FinTS, "was closed by the upstream before it answered"
 	default:
 		return nil

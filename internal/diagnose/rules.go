@@ -3,6 +3,7 @@ package diagnose
 import (
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 
 	"github.com/rstscope/rstscope/internal/cause"
@@ -104,7 +105,7 @@ func refused(c *conntrack.Conn, s *Snapshot, inc *Incident) {
 		inc.Facts["answer_ms"] = math.Round(float64(srv.RstTS-first)/1e3) / 1e3
 	}
 	inc.Summary = fmt.Sprintf("The client %s sent SYN to %s and got RST back after %s: nothing was listening there, the connection was refused.",
-		s.Client, s.Server, ms(srv.RstTS-first))
+		s.Client, s.Server, dur(srv.RstTS-first))
 }
 
 // isMiddlebox looks for an RST whose IP-level fingerprint differs from the
@@ -166,7 +167,7 @@ func listenOverflow(c *conntrack.Conn, s *Snapshot, inc *Incident) bool {
 	inc.Packets = []uint64{synack.Num, ack.Num, srv.RstPkt}
 	inc.Facts["reset_after_handshake_ms"] = float64(srv.RstTS-ack.TS) / 1e6
 	inc.Summary = fmt.Sprintf("The server %s completed the handshake with %s and reset the connection %s later without sending anything: its accept queue was full (tcp_abort_on_overflow).",
-		s.Server, s.Client, ms(srv.RstTS-ack.TS))
+		s.Server, s.Client, dur(srv.RstTS-ack.TS))
 	return true
 }
 
@@ -226,7 +227,7 @@ func afterClose(c *conntrack.Conn, s *Snapshot, inc *Incident, rb conntrack.Dir)
 		if crossed {
 			inc.Cause = cause.KeepaliveRace
 			inc.Summary = fmt.Sprintf("The server %s closed the keep-alive connection after %s idle, and the client's %s crossed its FIN in flight (sent %s after it, before the FIN arrived); the server answered with RST.",
-				s.Server, dur(idleBeforeFin), what, ms(late.TS-x.FinTS))
+				s.Server, dur(idleBeforeFin), what, dur(late.TS-x.FinTS))
 		} else {
 			inc.Cause = cause.StaleKeepalive
 			inc.Summary = fmt.Sprintf("The server %s closed the idle keep-alive connection after %s (FIN); the client's pool reused it %s later for %s and the server answered with RST: the client sees \"unexpected end of stream\" or a reset.",
@@ -276,7 +277,7 @@ func unreadOrAbort(c *conntrack.Conn, s *Snapshot, inc *Incident, rb conntrack.D
 		inc.Packets = append(inc.Packets, x.LastDataPkt)
 	}
 	inc.Packets = append(inc.Packets, x.RstPkt)
-	sortU(inc.Packets)
+	slices.Sort(inc.Packets)
 	if race := keepaliveRaceUnread(c, s, inc, rb, x); race {
 		return
 	}
@@ -506,18 +507,8 @@ func knownTimeout(ns int64) (string, bool) {
 	return "", false
 }
 
-func sortU(a []uint64) {
-	for i := 1; i < len(a); i++ {
-		for j := i; j > 0 && a[j] < a[j-1]; j-- {
-			a[j], a[j-1] = a[j-1], a[j]
-		}
-	}
-}
-
 // dur writes a duration for people: "6.0 s", "350 ms", "80 µs".
 func dur(ns int64) string { return human.Duration(ns) }
-
-func ms(ns int64) string { return dur(ns) }
 
 // keepaliveRaceUnread recognises the keep-alive race in its other form: the
 // client's request reached the server just before the server closed the

@@ -8,33 +8,31 @@
 package diagnose
 
 import (
-	"strconv"
+	"math"
 
 	"github.com/rstscope/rstscope/internal/conntrack"
 )
 
 // Snapshot is what reports need of one connection, copied out of the tracker.
 type Snapshot struct {
-	UID       string
-	ID        uint64
-	Client    string // ip:port as net.JoinHostPort writes it
-	Server    string
-	Start     int64 // Unix ns
-	Duration  int64 // ns
-	State     string
-	History   string
-	Pkts      [2]uint64 // per direction: client, server
-	Bytes     [2]uint64 // TCP payload bytes, Zeek's way (sequence space)
-	ISN       [2]uint32
-	Retrans   [2]uint32
-	Packets   []conntrack.Pkt // kept packets (head and tail)
-	Dropped   uint64          // packets not kept
-	HTTP      []conntrack.HTTPMsg
-	Notes     []conntrack.Note
-	MaxGap    int64
-	MaxGapPkt uint64
-	Evicted   bool
-	Flipped   bool
+	UID      string
+	ID       uint64
+	Client   string // ip:port as net.JoinHostPort writes it
+	Server   string
+	Start    int64 // Unix ns
+	Duration int64 // ns
+	State    string
+	History  string
+	Pkts     [2]uint64 // per direction: client, server
+	Bytes    [2]uint64 // TCP payload bytes, Zeek's way (sequence space)
+	ISN      [2]uint32
+	Retrans  [2]uint32
+	Packets  []conntrack.Pkt // kept packets (head and tail)
+	Dropped  uint64          // packets not kept
+	HTTP     []conntrack.HTTPMsg
+	Notes    []conntrack.Note
+	MaxGap   int64
+	Evicted  bool
 }
 
 // UID makes a stable Zeek-like connection id ("C" + 17 base62 digits) from
@@ -69,7 +67,7 @@ func Snap(c *conntrack.Conn) *Snapshot {
 		State: c.State(), History: c.History(),
 		Packets: c.Packets(), Dropped: c.Dropped(), HTTP: c.HTTP(),
 		Notes:  append([]conntrack.Note(nil), c.Notes...),
-		MaxGap: c.MaxGap, MaxGapPkt: c.MaxGapPkt, Evicted: c.Evicted, Flipped: c.Flipped,
+		MaxGap: c.MaxGap, Evicted: c.Evicted,
 	}
 	for d := 0; d < 2; d++ {
 		e := &c.Ep[d]
@@ -92,7 +90,5 @@ func Side(d conntrack.Dir) string {
 	return "server"
 }
 
-func seconds(ns int64) float64 {
-	f, _ := strconv.ParseFloat(strconv.FormatFloat(float64(ns)/1e9, 'f', 6, 64), 64)
-	return f
-}
+// seconds converts ns to seconds rounded to the microsecond, for facts.
+func seconds(ns int64) float64 { return math.Round(float64(ns)/1e3) / 1e6 }

@@ -57,6 +57,7 @@ type Pipeline struct {
 	tr    *conntrack.Tracker
 	dg    *diagnose.Diagnoser
 	stats Stats
+	now   int64 // capture time reached: the latest frame or Tick
 	// link type counts, batched: a map increment per packet is measurable
 	lastLT  uint32
 	ltCount uint64
@@ -83,7 +84,7 @@ func (pl *Pipeline) finished(c *conntrack.Conn) {
 		pl.opt.OnConn(c)
 	}
 	n := pl.dg.Pending()
-	pl.dg.Conn(c, pl.stats.Last)
+	pl.dg.Conn(c, pl.now)
 	if pl.opt.OnIncident != nil {
 		for _, inc := range pl.dg.Since(n) {
 			pl.opt.OnIncident(inc)
@@ -106,6 +107,9 @@ func (pl *Pipeline) Feed(f *source.Frame, num uint64) {
 	}
 	if f.Timestamp > st.Last {
 		st.Last = f.Timestamp
+	}
+	if f.Timestamp > pl.now {
+		pl.now = f.Timestamp
 	}
 	pl.p.Decode(f.LinkType, f.Data)
 	switch pl.p.Status {
@@ -130,6 +134,16 @@ func (pl *Pipeline) Feed(f *source.Frame, num uint64) {
 	if pl.opt.Progress != nil && st.Frames&0xffff == 0 {
 		pl.opt.Progress(st.Frames)
 	}
+}
+
+// Tick advances the pipeline's clock to ts without a packet (see
+// conntrack.Tracker.Advance): connections that ended and lingered, or idled
+// out, are finished and diagnosed. Live sources call it when traffic is quiet.
+func (pl *Pipeline) Tick(ts int64) {
+	if ts > pl.now {
+		pl.now = ts
+	}
+	pl.tr.Advance(ts)
 }
 
 // Close finishes every connection and returns the incidents and stats.

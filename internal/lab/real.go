@@ -120,19 +120,18 @@ func realUpstreamDown(ctx context.Context, o Options, r *run) (Expect, error) {
 // o.Wait, GET).
 func realStaleKeepalive(ctx context.Context, o Options, r *run) (Expect, error) {
 	c := realpeer.OkHttpClient{Wait: o.Wait, PoolIdle: o.PoolIdle, LocalIP: ClientIP}
-	exp := Expect{Cause: cause.StaleKeepalive, ResetBy: "server", ClientSees: labpeer.KindEndOfStream.String()}
+	if o.Fix == "check" {
+		return Expect{}, fmt.Errorf("--fix check has no real-peer version: okhttp 3 does not check an idle connection before reusing it for a GET (it does for other methods)")
+	}
+	exp, err := staleFixExpect(o.Fix)
+	if err != nil {
+		return Expect{}, err
+	}
 	switch o.Fix {
-	case "":
 	case "pool-idle":
-		c.PoolIdle = o.ServerIdle * 4 / 5
-		exp = Expect{}
+		c.PoolIdle = staleFixPoolIdle(o)
 	case "retry":
 		c.Retry = true
-		exp.ClientSees, exp.Retried = "", true
-	case "check":
-		return Expect{}, fmt.Errorf("--fix check has no real-peer version: okhttp 3 does not check an idle connection before reusing it for a GET (it does for other methods)")
-	default:
-		return Expect{}, fmt.Errorf("unknown --fix %q (want pool-idle, retry or check)", o.Fix)
 	}
 	set, err := realpeer.NewSet()
 	if err != nil {

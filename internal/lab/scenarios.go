@@ -13,7 +13,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"strings"
 	"syscall"
 	"time"
 
@@ -203,27 +202,45 @@ func runUpstreamDown(ctx context.Context, o Options, r *run) (Expect, error) {
 	return Expect{Cause: cause.UpstreamFailure, ResetBy: "server", Status: 502}, nil
 }
 
+// staleFixExpect is what stale-keepalive must produce with each --fix,
+// whichever programs play the parts: the reset and the client's error
+// without a fix, no reset with a shorter pool idle time or a check before
+// reuse, and the reset followed by a successful retry with retries on.
+func staleFixExpect(fix string) (Expect, error) {
+	exp := Expect{Cause: cause.StaleKeepalive, ResetBy: "server", ClientSees: labpeer.KindEndOfStream.String()}
+	switch fix {
+	case "":
+	case "pool-idle", "check":
+		exp = Expect{}
+	case "retry":
+		exp.ClientSees, exp.Retried = "", true
+	default:
+		return Expect{}, fmt.Errorf("unknown --fix %q (want pool-idle, retry or check)", fix)
+	}
+	return exp, nil
+}
+
+// staleFixPoolIdle is the article's fix 1: the pool's keep-alive below the
+// server's.
+func staleFixPoolIdle(o Options) time.Duration { return o.ServerIdle * 4 / 5 }
+
 func runStaleKeepalive(ctx context.Context, o Options, r *run) (Expect, error) {
 	addr := ServerIP + ":80"
 	if _, err := r.start(ctx, "server", "backend", "--listen", addr, "--idle", o.ServerIdle.String()); err != nil {
 		return Expect{}, err
 	}
+	exp, err := staleFixExpect(o.Fix)
+	if err != nil {
+		return Expect{}, err
+	}
 	opt := labpeer.Options{KeepAlive: o.PoolIdle, LocalIP: ClientIP}
-	exp := Expect{Cause: cause.StaleKeepalive, ResetBy: "server", ClientSees: labpeer.KindEndOfStream.String()}
 	switch o.Fix {
-	case "":
 	case "pool-idle":
-		// The article's fix 1: the pool's keep-alive below the server's.
-		opt.KeepAlive = o.ServerIdle * 4 / 5
-		exp = Expect{}
+		opt.KeepAlive = staleFixPoolIdle(o)
 	case "retry":
 		opt.RetryOnConnectionFailure = true
-		exp.ClientSees, exp.Retried = "", true
 	case "check":
 		opt.CheckBeforeReuse = true
-		exp = Expect{}
-	default:
-		return Expect{}, fmt.Errorf("unknown --fix %q (want pool-idle, retry or check)", o.Fix)
 	}
 	r.note("server on %s with keepalive_timeout %s; client pool keep-alive %s, retryOnConnectionFailure %v, check before reuse %v",
 		addr, o.ServerIdle, opt.KeepAlive, opt.RetryOnConnectionFailure, opt.CheckBeforeReuse)
@@ -309,13 +326,4 @@ func runListenOverflow(ctx context.Context, o Options, r *run) (Expect, error) {
 	}
 	r.steps = append(r.steps, st)
 	return Expect{Cause: cause.ListenOverflow, ResetBy: "server", ClientSees: labpeer.KindReset.String()}, nil
-}
-
-// names lists scenario names.
-func names() string {
-	var n []string
-	for _, s := range Scenarios {
-		n = append(n, s.Name)
-	}
-	return strings.Join(n, ", ")
 }

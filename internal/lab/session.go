@@ -161,12 +161,15 @@ func (s *session) describe() string {
 	return c + "; " + k
 }
 
-// labAddr reports whether a is one of the addresses the lab's scenarios use
-// (other than 127.0.0.1, which every namespace has).
+// labAddrs are the addresses the lab's scenarios use (other than 127.0.0.1,
+// which every namespace has).
+var labAddrs = [...]netip.Addr{netip.MustParseAddr(ServerIP), netip.MustParseAddr(UpstreamIP), netip.MustParseAddr(ClientIP)}
+
+// labAddr reports whether a is one of labAddrs.
 func labAddr(a netip.Addr) bool {
 	a = a.Unmap()
-	for _, s := range []string{ServerIP, UpstreamIP, ClientIP} {
-		if a == netip.MustParseAddr(s) {
+	for _, l := range labAddrs {
+		if a == l {
 			return true
 		}
 	}

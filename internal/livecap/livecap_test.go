@@ -110,7 +110,7 @@ func exchange(t *testing.T, ns *netns, ln net.Listener, req, resp []byte) {
 	}()
 	var c net.Conn
 	var err error
-	ns.do(func() { c, err = net.DialTimeout("tcp", ln.Addr().String(), 5*time.Second) })
+	ns.Do(func() { c, err = net.DialTimeout("tcp", ln.Addr().String(), 5*time.Second) })
 	if err != nil {
 		t.Fatalf("dial: %v", err)
 	}
@@ -133,7 +133,7 @@ func listen(t *testing.T, ns *netns, addr string) net.Listener {
 	t.Helper()
 	var ln net.Listener
 	var err error
-	ns.do(func() { ln, err = net.Listen("tcp", addr) })
+	ns.Do(func() { ln, err = net.Listen("tcp", addr) })
 	if err != nil {
 		if addr[0] == '[' {
 			t.Skipf("IPv6 loopback unavailable: %v", err)
@@ -307,7 +307,7 @@ func TestLoopbackEachPacketOnce(t *testing.T) {
 func loIndex(t *testing.T, ns *netns) int {
 	var ifi *net.Interface
 	var err error
-	ns.do(func() { ifi, err = net.InterfaceByName("lo") })
+	ns.Do(func() { ifi, err = net.InterfaceByName("lo") })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -412,14 +412,14 @@ func TestPollTimeout(t *testing.T) {
 func TestOpenErrors(t *testing.T) {
 	ns := newNetns(t)
 	var err error
-	ns.do(func() { _, err = Open(Config{Interface: "nosuchif0"}) })
+	ns.Do(func() { _, err = Open(Config{Interface: "nosuchif0"}) })
 	if errors.Is(err, ErrNotPermitted) {
 		t.Skip(err)
 	}
 	if err == nil {
 		t.Fatal("Open of a missing interface succeeded")
 	}
-	ns.do(func() {
+	ns.Do(func() {
 		_, err = Open(Config{Interface: "lo", Filter: bpfilter.Options{Ports: make([]uint16, bpfilter.MaxPorts+1)}})
 	})
 	if err == nil {
@@ -435,7 +435,7 @@ func BenchmarkCaptureLoopback(b *testing.B) {
 	ns := newNetns(b)
 	var ln net.Listener
 	var err error
-	ns.do(func() { ln, err = net.Listen("tcp", "127.0.0.1:0") })
+	ns.Do(func() { ln, err = net.Listen("tcp", "127.0.0.1:0") })
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -451,7 +451,7 @@ func BenchmarkCaptureLoopback(b *testing.B) {
 		io.Copy(io.Discard, c)
 	}()
 	var c net.Conn
-	ns.do(func() { c, err = net.Dial("tcp", ln.Addr().String()) })
+	ns.Do(func() { c, err = net.Dial("tcp", ln.Addr().String()) })
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -226,13 +226,12 @@ var clientJava string
 // OkHttpClient is the article's client: what it does (see
 // assets/RstscopeClient.java).
 type OkHttpClient struct {
-	URL       string
-	Wait      time.Duration // sleep between the two requests
-	Retry     bool          // retryOnConnectionFailure
-	PoolIdle  time.Duration // ConnectionPool keep-alive
-	LocalIP   string        // source address of its connections
-	Method    string        // "GET" (default) or "POST"
-	classpath string
+	URL      string
+	Wait     time.Duration // sleep between the two requests
+	Retry    bool          // retryOnConnectionFailure
+	PoolIdle time.Duration // ConnectionPool keep-alive
+	LocalIP  string        // source address of its connections
+	Method   string        // "GET" (default) or "POST"
 }
 
 // CompileOkHttpClient compiles the embedded Java client into the set's

@@ -5,9 +5,8 @@
 package report
 
 import (
-	"encoding/json"
-	"net/netip"
 	"sort"
+	"strconv"
 	"time"
 
 	"github.com/rstscope/rstscope/internal/cause"
@@ -60,7 +59,7 @@ func secs(ns int64) float64 { return float64(ns/1000) / 1e6 }
 func Conn(c *conntrack.Conn) ConnJSON {
 	j := ConnJSON{
 		Type: "conn", UID: diagnose.UID(c.ID), Start: RFC3339(c.Start), Duration: secs(c.Duration()),
-		Client: hostPort(c.Client()), Server: hostPort(c.Server()),
+		Client: c.Client().String(), Server: c.Server().String(), // as net.JoinHostPort writes them
 		ConnState: c.State(), History: c.History(),
 		ClientPkts: c.Ep[0].Pkts, ServerPkts: c.Ep[1].Pkts,
 		ClientBytes: c.Ep[0].Size(), ServerBytes: c.Ep[1].Size(),
@@ -86,9 +85,6 @@ func httpJSON(m conntrack.HTTPMsg) HTTPJSON {
 	}
 	return h
 }
-
-// hostPort writes ip:port as net.JoinHostPort does ([::1]:80 for IPv6).
-func hostPort(a netip.AddrPort) string { return a.String() }
 
 // ConnRef names a connection inside an incident.
 type ConnRef struct {
@@ -146,7 +142,6 @@ type Input struct {
 	Name      string
 	Format    string
 	ReadError string
-	Elapsed   time.Duration
 }
 
 // SummaryJSON is the closing "summary" object of --json.
@@ -237,7 +232,5 @@ func LinkName(lt uint32) string {
 	case 276:
 		return "Linux cooked v2"
 	}
-	return "link type " + itoa(int(lt))
+	return "link type " + strconv.Itoa(int(lt))
 }
-
-func itoa(n int) string { b, _ := json.Marshal(n); return string(b) }

@@ -178,9 +178,6 @@ func Diagram(w io.Writer, s *diagnose.Snapshot, mark map[uint64]bool, maxLines i
 				fmt.Fprintf(w, "%s%s\n", indent, p.c(yellow, fmt.Sprintf("%20s  ~~~~~~~~~~~~~~ %s idle ~~~~~~~~~~~~~~", "", durS(float64(gap)/1e9))))
 			}
 		}
-		if i == len(pk)-1 || !keep[i+1] {
-			// nothing
-		}
 		if s.Dropped > 0 && i > 0 && pk[i].Num > pk[i-1].Num+1 && keep[i-1] && prevShown == i-1 {
 			fmt.Fprintf(w, "%s%s\n", indent, p.c(dim, "         ... packets not kept by the tracker ..."))
 		}

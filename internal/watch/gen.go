@@ -1,7 +1,6 @@
 package watch
 
 import (
-	"encoding/binary"
 	"net/netip"
 	"time"
 
@@ -57,44 +56,13 @@ func keyOf(p *decode.Parsed) flowKey {
 	return makeKey(netip.AddrPortFrom(p.Src, p.SrcPort), netip.AddrPortFrom(p.Dst, p.DstPort))
 }
 
-// The clock tick: the engine only advances its clock (and so diagnoses
-// connections that ended) when it gets a packet, so in quiet moments each
-// generation is fed this synthetic segment, a bare ACK between two reserved
-// (class E) addresses on port 9, which no real capture contains. Its
-// connection is never reported.
-var (
-	tickSrc = netip.AddrPortFrom(netip.AddrFrom4([4]byte{240, 0, 0, 1}), 9)
-	tickDst = netip.AddrPortFrom(netip.AddrFrom4([4]byte{240, 0, 0, 2}), 9)
-	tickKey = makeKey(tickSrc, tickDst)
-)
-
-var tickPacket = func() []byte {
-	b := make([]byte, 40)
-	b[0] = 0x45
-	binary.BigEndian.PutUint16(b[2:], 40)
-	b[6] = 0x40 // DF
-	b[8] = 64
-	b[9] = 6
-	copy(b[12:], tickSrc.Addr().AsSlice())
-	copy(b[16:], tickDst.Addr().AsSlice())
-	binary.BigEndian.PutUint16(b[20:], tickSrc.Port())
-	binary.BigEndian.PutUint16(b[22:], tickDst.Port())
-	b[32] = 5 << 4
-	b[33] = 0x10 // ACK
-	return b
-}()
-
 func (w *Watcher) newGen() *gen {
 	g := &gen{live: map[flowKey]struct{}{}, born: time.Now()}
 	g.pl = engine.NewPipeline(engine.Options{
 		Track:    conntrack.Config{MaxConns: w.cfg.MaxConns, Linger: int64(w.cfg.Linger), Inactive: int64(w.cfg.Idle)},
 		Diagnose: diagnose.Options{MaxIncidents: genMaxIncidents},
 		OnConn: func(c *conntrack.Conn) {
-			k := makeKey(c.Ep[0].Addr, c.Ep[1].Addr)
-			if k == tickKey {
-				return
-			}
-			delete(g.live, k)
+			delete(g.live, makeKey(c.Ep[0].Addr, c.Ep[1].Addr))
 			g.finished++
 			w.stats.Conns++
 			if c.Evicted {
@@ -134,11 +102,9 @@ func (w *Watcher) route(f *source.Frame, num uint64) {
 	g.live[k] = struct{}{}
 }
 
-// tick feeds the clock tick at capture time ts.
-func (g *gen) tick(w *Watcher, ts int64) {
-	f := source.Frame{Timestamp: ts, LinkType: source.LinkRaw, OrigLen: len(tickPacket), Data: tickPacket, Offset: -1}
-	g.pl.Feed(&f, w.lastSeq)
-}
+// tick advances the generation's clock to capture time ts, so connections
+// that ended are diagnosed although no packet arrives.
+func (g *gen) tick(ts int64) { g.pl.Tick(ts) }
 
 // manageGens retires the current generation when it is full or old, and
 // closes draining generations that track nothing (or are too many).

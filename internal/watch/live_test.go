@@ -27,32 +27,19 @@ import (
 	"github.com/rstscope/rstscope/internal/livecap"
 	"github.com/rstscope/rstscope/internal/metrics"
 	rnetns "github.com/rstscope/rstscope/internal/netns"
+	"github.com/rstscope/rstscope/internal/netns/netnstest"
 	"github.com/rstscope/rstscope/internal/pcapio"
-	"golang.org/x/sys/unix"
 )
 
-// netns is a thread in a network namespace of its own (internal/netns).
-type netns struct{ *rnetns.Thread }
+// netns is a thread in a network namespace of the test's own.
+type netns = rnetns.Thread
 
-func newNetns(t testing.TB) *netns {
-	t.Helper()
-	th, err := rnetns.NewThread()
-	if err != nil {
-		if errors.Is(err, unix.EPERM) {
-			t.Skipf("needs root (CAP_SYS_ADMIN and CAP_NET_RAW) to create a network namespace and capture in it: %v", err)
-		}
-		t.Fatalf("network namespace: %v", err)
-	}
-	t.Cleanup(th.Close)
-	return &netns{th}
-}
-
-func (ns *netns) do(f func()) { ns.Do(f) }
+func newNetns(t testing.TB) *netns { return netnstest.Thread(t) }
 
 // openIn makes Config.Open open the capture inside ns.
 func openIn(ns *netns) func(livecap.Config) (*livecap.Handle, error) {
 	return func(c livecap.Config) (h *livecap.Handle, err error) {
-		ns.do(func() { h, err = livecap.Open(c) })
+		ns.Do(func() { h, err = livecap.Open(c) })
 		return
 	}
 }
@@ -153,7 +140,7 @@ func (s scenario) matches(inc *Incident) bool {
 func listenIn(t *testing.T, ns *netns) net.Listener {
 	var ln net.Listener
 	var err error
-	ns.do(func() { ln, err = net.Listen("tcp", "127.0.0.1:0") })
+	ns.Do(func() { ln, err = net.Listen("tcp", "127.0.0.1:0") })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -207,7 +194,7 @@ func TestScenarios(t *testing.T) {
 			c.Close()
 		}
 	}()
-	ns.do(func() {
+	ns.Do(func() {
 		dial := func(ln net.Listener) *net.TCPConn {
 			c, err := net.DialTimeout("tcp", ln.Addr().String(), 2*time.Second)
 			if err != nil {

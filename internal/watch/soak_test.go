@@ -68,7 +68,7 @@ func TestSoak(t *testing.T) {
 		var cmd *exec.Cmd
 		var serr error
 		// Started from the namespace's thread, so wrk runs in it.
-		ns.do(func() {
+		ns.Do(func() {
 			cmd = exec.CommandContext(ctx, path, "-t2", "-c32", "-d"+strconv.Itoa(int(soakFor.Seconds()))+"s", url)
 			serr = cmd.Start()
 		})
@@ -79,7 +79,7 @@ func TestSoak(t *testing.T) {
 		go func() { defer wg.Done(); cmd.Wait() }()
 	} else {
 		tr := &http.Transport{MaxIdleConnsPerHost: 8, DialContext: func(_ context.Context, network, addr string) (c net.Conn, err error) {
-			ns.do(func() { c, err = net.DialTimeout(network, addr, 2*time.Second) })
+			ns.Do(func() { c, err = net.DialTimeout(network, addr, 2*time.Second) })
 			return
 		}}
 		defer tr.CloseIdleConnections()
@@ -110,7 +110,7 @@ func TestSoak(t *testing.T) {
 	for ctx.Err() == nil {
 		<-tick.C
 		var err error
-		ns.do(func() {
+		ns.Do(func() {
 			var c net.Conn
 			c, err = net.DialTimeout("tcp", "127.0.0.1:"+strconv.Itoa(closedPort), time.Second)
 			if err == nil {

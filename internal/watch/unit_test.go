@@ -6,7 +6,6 @@ import (
 	"testing"
 
 	"github.com/rstscope/rstscope/internal/bpfilter"
-	"github.com/rstscope/rstscope/internal/decode"
 	"github.com/rstscope/rstscope/internal/ktrace"
 	"github.com/rstscope/rstscope/internal/source"
 )
@@ -100,14 +99,6 @@ func TestRecorderAgeAndComments(t *testing.T) {
 	}
 	if len(r.comments) != 3 { // seqs 22, 25, 28
 		t.Errorf("%d comments kept, want 3 (older ones go with their records)", len(r.comments))
-	}
-}
-
-func TestTickPacketDecodes(t *testing.T) {
-	var p decode.Parsed
-	p.Decode(source.LinkRaw, tickPacket)
-	if p.Status != decode.OK || keyOf(&p) != tickKey || p.Flags != decode.ACK {
-		t.Fatalf("tick packet decodes as %v %v flags %v", p.Status, keyOf(&p), p.Flags)
 	}
 }
 

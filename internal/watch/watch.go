@@ -175,7 +175,6 @@ type Watcher struct {
 	p        decode.Parsed
 	gens     []*gen
 	lastTick int64
-	lastSeq  uint64
 	nInc     int
 	saveTok  float64
 	saveLast time.Time
@@ -433,7 +432,6 @@ func (w *Watcher) feedFront() {
 			}
 		}
 	}
-	w.lastSeq = e.seq
 	w.route(&f, e.seq)
 }
 
@@ -450,7 +448,7 @@ func (w *Watcher) tick(now int64) {
 	if safe > w.lastTick {
 		w.lastTick = safe
 		for _, g := range w.gens {
-			g.tick(w, safe)
+			g.tick(safe)
 		}
 	}
 	if w.tr != nil {
