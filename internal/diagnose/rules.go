@@ -175,11 +175,23 @@ func listenOverflow(c *conntrack.Conn, s *Snapshot, inc *Incident) bool {
 func afterClose(c *conntrack.Conn, s *Snapshot, inc *Incident, rb conntrack.Dir) {
 	x := &c.Ep[rb]
 	who, other := Side(rb), Side(rb^1)
-	// The first data from the other side after x's FIN.
+	// The first data from the other side that reached x after its close:
+	// sent after the FIN, or crossing it in flight (captured before the FIN,
+	// but not acknowledged by it).
+	var fin *conntrack.Pkt
+	for i := range s.Packets {
+		if s.Packets[i].Num == x.FinPkt {
+			fin = &s.Packets[i]
+		}
+	}
 	var late *conntrack.Pkt
 	for i := range s.Packets {
 		p := &s.Packets[i]
-		if p.Dir == rb^1 && p.Num > x.FinPkt && p.Num < x.RstPkt && p.Len > 0 {
+		if p.Dir != rb^1 || p.Len == 0 || p.Num >= x.RstPkt {
+			continue
+		}
+		crossing := fin != nil && fin.Flags&decode.ACK != 0 && int32(p.Seq+p.Len-fin.Ack) > 0
+		if p.Num > x.FinPkt || crossing {
 			late = p
 			break
 		}
@@ -190,7 +202,7 @@ func afterClose(c *conntrack.Conn, s *Snapshot, inc *Incident, rb conntrack.Dir)
 		inc.Summary = fmt.Sprintf("The %s %s closed (FIN) and then reset the connection without new data from the %s: an abort after close (linger timeout or SO_LINGER 0).", who, x.Addr, other)
 		return
 	}
-	prev := lastBefore(s, x.FinPkt)
+	prev := lastBefore(s, min(x.FinPkt, late.Num))
 	idleBeforeFin := int64(0)
 	if prev != nil {
 		idleBeforeFin = x.FinTS - prev.TS
@@ -207,6 +219,7 @@ func afterClose(c *conntrack.Conn, s *Snapshot, inc *Incident, rb conntrack.Dir)
 		inc.Packets = append(inc.Packets, ack.Num)
 	}
 	inc.Packets = append(inc.Packets, late.Num, x.RstPkt)
+	slices.Sort(inc.Packets)
 	lastResp := lastResponseBefore(s, x.FinPkt)
 	announcedClose := lastResp != nil && lastResp.Close
 	req := ""
@@ -240,8 +253,12 @@ func afterClose(c *conntrack.Conn, s *Snapshot, inc *Incident, rb conntrack.Dir)
 	if announcedClose {
 		why = " although the last response said Connection: close"
 	}
-	inc.Summary = fmt.Sprintf("The %s %s had closed the connection (FIN), the %s sent more data %s later%s, and the %s answered it with RST.",
-		who, x.Addr, other, dur(late.TS-x.FinTS), why, who)
+	when := dur(late.TS-x.FinTS) + " later"
+	if late.Num < x.FinPkt {
+		when = "at the same moment (the data and the FIN crossed)"
+	}
+	inc.Summary = fmt.Sprintf("The %s %s had closed the connection (FIN), the %s sent more data %s%s, and the %s answered it with RST.",
+		who, x.Addr, other, when, why, who)
 }
 
 // unreadOrAbort tells close-with-unread-data from an abortive close.

@@ -278,3 +278,19 @@ func TestRSTDiagnosticPayload(t *testing.T) {
 		}
 	}
 }
+
+// Data sent just before the server's FIN (no idle time), which the FIN does not
+// acknowledge, reaches a closed socket: data-after-close, not an abort.
+// (Zeek's ftp-auth-tls trace ends this way.)
+func TestDataCrossingFIN(t *testing.T) {
+	var c Capture
+	exchange(&c)
+	fin := 5001 + rs
+	c.Add(Seg{At: 0.0301, From: cli, To: srv, Flags: PA, Seq: 1001 + rq, Ack: fin, Win: 512, Payload: "QUIT\r\n", TS: true})
+	c.Add(Seg{At: 0.030104, From: srv, To: cli, Flags: FA, Seq: fin, Ack: 1001 + rq, Win: 512, TS: true})
+	c.Add(Seg{At: 0.030163, From: srv, To: cli, Flags: R, Seq: fin + 1})
+	inc := only(t, analyze(t, &c), cause.DataAfterClose, "server")
+	if !strings.Contains(inc.Summary, "crossed") {
+		t.Errorf("summary should say the data crossed the FIN: %s", inc.Summary)
+	}
+}
