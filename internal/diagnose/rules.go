@@ -76,7 +76,11 @@ func diagnoseReset(c *conntrack.Conn, s *Snapshot) *Incident {
 	case reply && x.NonRstPkts == 0:
 		inc.Cause = cause.NoConnection
 		inc.Packets = []uint64{x.RstPkt}
-		inc.Summary = fmt.Sprintf("The %s %s answered the %s's packets with RST without ever having taken part in the connection in this capture: it has no such connection.", who, xAddr, other)
+		if y.Pkts == 0 {
+			inc.Summary = fmt.Sprintf("The %s %s sent a lone RST on a connection whose other packets are not in this capture; its shape (window 0, no options) is a kernel's answer for a connection it has no state for.", who, xAddr)
+		} else {
+			inc.Summary = fmt.Sprintf("The %s %s answered the %s's packets with RST without ever having taken part in the connection in this capture: it has no such connection.", who, xAddr, other)
+		}
 	default:
 		unreadOrAbort(c, s, inc, rb, x, y, yAddr)
 	}
