@@ -1,7 +1,9 @@
 package diagnose
 
 import (
+	"container/heap"
 	"fmt"
+	"math"
 	"slices"
 	"sort"
 	"strings"
@@ -44,21 +46,87 @@ type Incident struct {
 
 // Options tune the diagnosis.
 type Options struct {
-	// MaxIncidents bounds the incidents kept with full detail; the rest
-	// are only counted. Default 10000.
+	// MaxIncidents bounds the incidents kept with full detail in batch
+	// mode; the rest are only counted. Default 10000. Streaming mode keeps
+	// none, so it has no use for it.
 	MaxIncidents int
+
+	// Stream selects streaming mode, for a diagnoser that runs for weeks
+	// (rstscope watch). The default, batch mode, keeps every incident until
+	// Finish, which ties proxy errors to upstream failures and returns them
+	// all in time order (rstscope analyze).
+	//
+	// In streaming mode nothing is kept once it has been handed over:
+	//
+	//   - Each incident is made ready once, by the Conn, Advance or Finish
+	//     call that produced it, and is returned by Since until the next
+	//     of those calls, which forgets it (Pending counts every incident
+	//     ever made ready, so the Pending/Since pattern of batch mode works
+	//     unchanged: take n := Pending(), make the call, hand over
+	//     Since(n)).
+	//   - Connections whose server side failed (the upstream candidates of
+	//     proxy errors) are kept while their failing packet is less than
+	//     Window older than the capture clock, and at most MaxFailures of
+	//     them (the oldest go first).
+	//   - A proxy error (502/503/504) is held back until the capture clock
+	//     has passed its response by Settle, because the upstream
+	//     connection that failed may finish after the client's connection:
+	//     the tracker keeps ended connections for its linger. It is then
+	//     tied to the failures in the window, exactly as Finish does in
+	//     batch mode, and made ready. At most MaxPending wait; beyond that
+	//     the oldest is released early. Finish releases every one left.
+	//
+	// The capture clock moves with the now passed to Conn and with
+	// Advance, which the caller calls as capture time passes (the engine
+	// does so for every packet and on Pipeline.Tick).
+	//
+	// An upstream failure's own incident has already been handed over when
+	// a proxy error is tied to it, so, unlike batch mode, its Related does
+	// not name the proxy error's connection (the proxy error names the
+	// upstream connection).
+	Stream bool
+	// Settle is how long (capture time, ns) a proxy error waits after its
+	// response before it is tied to an upstream failure. It must exceed the
+	// tracker's Linger (plus its sweep interval of about a second) so that
+	// the failed upstream connection has finished by then. Default 10 s
+	// (conntrack's default Linger is 5 s).
+	Settle int64
+	// Window is how long (capture time, ns) an upstream failure stays
+	// candidate: a proxy error released later than Window after the
+	// failure (its client connection stayed open that long, e.g. an idle
+	// keep-alive) is reported without its upstream. Default 2 minutes, above
+	// the keep-alive timeouts of common proxies and load balancers (60-75 s);
+	// at least twice Settle.
+	Window int64
+	// MaxFailures bounds the upstream failures kept in the window. Default
+	// 4096.
+	MaxFailures int
+	// MaxPending bounds the proxy errors waiting for Settle. Default 4096.
+	MaxPending int
 }
 
-// Diagnoser collects incidents from finished connections.
+// Diagnoser collects incidents from finished connections. It is not safe
+// for concurrent use; an engine that diagnoses shards of connections on
+// several goroutines uses one Diagnoser per shard and Merge.
 type Diagnoser struct {
-	opt       Options
+	opt Options
+	// incidents: batch mode, every incident kept; streaming mode, those
+	// made ready by the latest call (base were made ready before them).
 	incidents []*Incident
+	base      int
 	counts    map[cause.ID]int
 	dropped   int
-	// upstream candidates and proxy errors, correlated in Finish.
+	// failures are upstream candidates; httpErrors are proxy errors not
+	// yet tied to one (batch mode: in the order found, correlated in
+	// Finish; streaming mode: a min-heap by time, see Options.Stream).
 	failures   []*failure
 	httpErrors []*Incident
-	now        int64
+	now        int64 // capture clock
+	// due is the capture time at which streaming mode has work: the first
+	// proxy error settles or the oldest failure leaves the window. wake is
+	// when Advance must do more than move the clock: due, or at once when
+	// incidents made ready are to be forgotten; never in batch mode.
+	due, wake int64
 }
 
 // failure is a connection whose server side failed: refused, reset, or
@@ -67,7 +135,8 @@ type failure struct {
 	snap    *Snapshot
 	at      int64 // the failing packet
 	how     string
-	inc     *Incident
+	inc     *Incident // batch mode only: its own incident, if any
+	pkts    []uint64  // streaming mode: the failing packets
 	used    bool
 	clientI string // client IP
 }
@@ -77,19 +146,35 @@ func New(opt Options) *Diagnoser {
 	if opt.MaxIncidents <= 0 {
 		opt.MaxIncidents = 10000
 	}
-	return &Diagnoser{opt: opt, counts: map[cause.ID]int{}}
+	if opt.Settle <= 0 {
+		opt.Settle = 10e9
+	}
+	if opt.Window <= 0 {
+		opt.Window = 120e9
+	}
+	opt.Window = max(opt.Window, 2*opt.Settle)
+	if opt.MaxFailures <= 0 {
+		opt.MaxFailures = 4096
+	}
+	if opt.MaxPending <= 0 {
+		opt.MaxPending = 4096
+	}
+	return &Diagnoser{opt: opt, counts: map[cause.ID]int{}, due: math.MaxInt64, wake: math.MaxInt64}
 }
 
 // Counts returns incidents per cause (including those not kept in detail).
 func (d *Diagnoser) Counts() map[cause.ID]int { return d.counts }
 
-// Dropped says how many incidents were counted but not kept.
+// Dropped says how many incidents were counted but not kept (batch mode).
 func (d *Diagnoser) Dropped() int { return d.dropped }
 
 // Conn examines a finished connection; now is the capture time reached so
 // far. It returns the connection's snapshot only when the connection is part
 // of an incident (else nil, and nothing was copied).
 func (d *Diagnoser) Conn(c *conntrack.Conn, now int64) *Snapshot {
+	if d.opt.Stream {
+		d.forget()
+	}
 	if now > d.now {
 		d.now = now
 	}
@@ -113,39 +198,254 @@ func (d *Diagnoser) Conn(c *conntrack.Conn, now int64) *Snapshot {
 	c.EachHTTP(func(m *conntrack.HTTPMsg) bool {
 		if m.Dir == conntrack.FromServer && (m.Status == 502 || m.Status == 503 || m.Status == 504) {
 			he := httpError(c, snapOnce(), *m)
-			d.httpErrors = append(d.httpErrors, he)
+			if d.opt.Stream {
+				d.hold(he)
+			} else {
+				d.httpErrors = append(d.httpErrors, he)
+			}
 		}
 		return true
 	})
 	// Could this connection be the failed upstream leg of a proxy error?
 	if f := asFailure(c, inc); f != nil {
 		f.snap = snapOnce()
-		if len(d.failures) < 4*d.opt.MaxIncidents {
+		if d.opt.Stream {
+			d.keepFailure(f)
+		} else if len(d.failures) < 4*d.opt.MaxIncidents {
 			d.failures = append(d.failures, f)
 		}
+	}
+	if d.opt.Stream {
+		if d.now >= d.due {
+			d.step(false)
+		}
+		d.setWake()
 	}
 	return snap
 }
 
 func (d *Diagnoser) add(inc *Incident) {
 	d.counts[inc.Cause]++
-	if len(d.incidents) >= d.opt.MaxIncidents {
+	if !d.opt.Stream && len(d.incidents) >= d.opt.MaxIncidents {
 		d.dropped++
 		return
 	}
 	d.incidents = append(d.incidents, inc)
 }
 
-// Finish ties proxy errors to upstream failures and returns every incident
-// kept, in time order.
+// Finish ties proxy errors to upstream failures. In batch mode it returns
+// every incident kept, in time order (ties broken by connection ID, then by
+// first packet number). In streaming mode it releases every proxy error
+// still waiting (tied to the failures in the window), drops the failures,
+// and returns those released; they are, like any other, forgotten at the
+// next call.
 func (d *Diagnoser) Finish() []*Incident {
+	if d.opt.Stream {
+		d.forget()
+		d.step(true)
+		clear(d.failures)
+		d.failures = nil // nothing left to tie to them
+		d.schedule()
+		d.setWake()
+		return d.incidents
+	}
 	for _, he := range d.httpErrors {
 		d.correlate(he)
 		d.add(he)
 	}
 	d.httpErrors = nil
-	sort.SliceStable(d.incidents, func(i, j int) bool { return d.incidents[i].Time < d.incidents[j].Time })
+	sort.SliceStable(d.incidents, func(i, j int) bool { return incidentLess(d.incidents[i], d.incidents[j]) })
 	return d.incidents
+}
+
+// incidentLess orders incidents by time, then by connection ID, then by
+// first packet number: a total order for incidents of one capture.
+func incidentLess(a, b *Incident) bool {
+	if a.Time != b.Time {
+		return a.Time < b.Time
+	}
+	if ia, ib := connID(a), connID(b); ia != ib {
+		return ia < ib
+	}
+	return firstPacket(a) < firstPacket(b)
+}
+
+func connID(inc *Incident) uint64 {
+	if inc.Conn == nil {
+		return 0
+	}
+	return inc.Conn.ID
+}
+
+func firstPacket(inc *Incident) uint64 {
+	if len(inc.Packets) == 0 {
+		return 0
+	}
+	return inc.Packets[0]
+}
+
+// Merge absorbs o into d (batch mode): o's incidents (as far as
+// MaxIncidents allows; the rest are counted as dropped), counts, dropped
+// count, upstream failures and proxy errors not yet correlated. An engine
+// that tracks connections in shards, with one Diagnoser per shard, merges
+// them and calls Finish once, so proxy errors are tied to upstream failures
+// found in any shard. o is left empty. Merge panics in streaming mode.
+func (d *Diagnoser) Merge(o *Diagnoser) {
+	if o == nil || o == d {
+		return
+	}
+	if d.opt.Stream || o.opt.Stream {
+		panic("diagnose: Merge is for batch mode")
+	}
+	for id, n := range o.counts {
+		d.counts[id] += n
+	}
+	d.dropped += o.dropped
+	for _, inc := range o.incidents {
+		if len(d.incidents) >= d.opt.MaxIncidents {
+			d.dropped++
+			continue
+		}
+		d.incidents = append(d.incidents, inc)
+	}
+	for _, f := range o.failures {
+		if len(d.failures) >= 4*d.opt.MaxIncidents {
+			break
+		}
+		d.failures = append(d.failures, f)
+	}
+	d.httpErrors = append(d.httpErrors, o.httpErrors...)
+	d.now = max(d.now, o.now)
+	*o = Diagnoser{opt: o.opt, counts: map[cause.ID]int{}, due: math.MaxInt64, wake: math.MaxInt64}
+}
+
+// Advance moves the capture clock to now (Unix ns; an earlier time is
+// ignored) without a finished connection. In streaming mode it forgets the
+// incidents made ready by the previous call, then ties and releases the
+// proxy errors whose settle delay has passed and drops upstream failures
+// that left the window; it reports whether it made incidents ready (see
+// Pending and Since). In batch mode it only moves the clock and returns
+// false. It is cheap when there is nothing to do: the engine calls it for
+// every packet.
+func (d *Diagnoser) Advance(now int64) bool {
+	if now > d.now {
+		d.now = now
+	}
+	if d.now < d.wake {
+		return false
+	}
+	return d.advance()
+}
+
+// advance is Advance's work in streaming mode (kept apart so that Advance
+// is inlined).
+func (d *Diagnoser) advance() bool {
+	d.forget()
+	if d.now >= d.due {
+		d.step(false)
+	}
+	d.setWake()
+	return len(d.incidents) > 0
+}
+
+// forget drops the incidents made ready by the previous call (streaming
+// mode): they have been handed over.
+func (d *Diagnoser) forget() {
+	d.base += len(d.incidents)
+	clear(d.incidents)
+	d.incidents = d.incidents[:0]
+}
+
+// setWake sets when Advance has work next (streaming mode).
+func (d *Diagnoser) setWake() {
+	d.wake = d.due
+	if len(d.incidents) > 0 {
+		d.wake = math.MinInt64
+	}
+}
+
+// hold queues a proxy error until it settles (streaming mode).
+func (d *Diagnoser) hold(he *Incident) {
+	if len(d.httpErrors) >= d.opt.MaxPending {
+		// Too many waiting: release the oldest now, with what is known.
+		d.prune()
+		d.release(heap.Pop((*incHeap)(&d.httpErrors)).(*Incident))
+	}
+	heap.Push((*incHeap)(&d.httpErrors), he)
+	d.schedule()
+}
+
+// keepFailure adds an upstream candidate to the window (streaming mode).
+func (d *Diagnoser) keepFailure(f *failure) {
+	f.pkts = failingPackets(f)
+	f.inc = nil // handed over already; not kept
+	if len(d.failures) >= d.opt.MaxFailures {
+		d.failures[0] = nil
+		d.failures = d.failures[1:]
+	}
+	d.failures = append(d.failures, f)
+	d.schedule()
+}
+
+// step drops failures that left the window and releases the proxy errors
+// that settled (all of them with all), in time order (streaming mode).
+func (d *Diagnoser) step(all bool) {
+	d.prune()
+	h := (*incHeap)(&d.httpErrors)
+	for len(d.httpErrors) > 0 && (all || d.httpErrors[0].Time <= d.now-d.opt.Settle) {
+		d.release(heap.Pop(h).(*Incident))
+	}
+	d.schedule()
+}
+
+// release ties a proxy error to its upstream and makes it ready.
+func (d *Diagnoser) release(he *Incident) {
+	d.correlate(he)
+	d.add(he)
+}
+
+// prune drops, oldest first, the failures whose failing packet is more than
+// Window older than the clock. They are kept in the order their connections
+// finished, which is close to (not exactly) the order they failed in: one
+// that failed earlier than the front waits for the front, at most Window.
+func (d *Diagnoser) prune() {
+	cut := d.now - d.opt.Window
+	i := 0
+	for i < len(d.failures) && d.failures[i].at < cut {
+		d.failures[i] = nil
+		i++
+	}
+	d.failures = d.failures[i:]
+	if len(d.failures) == 0 {
+		d.failures = nil // let the backing array go
+	}
+}
+
+// schedule computes when streaming mode has work next.
+func (d *Diagnoser) schedule() {
+	d.due = math.MaxInt64
+	if len(d.httpErrors) > 0 {
+		d.due = d.httpErrors[0].Time + d.opt.Settle
+	}
+	if len(d.failures) > 0 {
+		d.due = min(d.due, d.failures[0].at+d.opt.Window)
+	}
+}
+
+// incHeap is a min-heap of incidents by incidentLess.
+type incHeap []*Incident
+
+func (h incHeap) Len() int           { return len(h) }
+func (h incHeap) Less(i, j int) bool { return incidentLess(h[i], h[j]) }
+func (h incHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *incHeap) Push(x any)        { *h = append(*h, x.(*Incident)) }
+func (h *incHeap) Pop() any {
+	old := *h
+	n := len(old)
+	x := old[n-1]
+	old[n-1] = nil
+	*h = old[:n-1]
+	return x
 }
 
 // correlate finds the upstream connection that failed while the proxy
@@ -158,7 +458,9 @@ func (d *Diagnoser) correlate(he *Incident) {
 	var best *failure
 	bestScore := -1.0
 	for _, f := range d.failures {
-		if f.snap.UID == he.Conn.UID {
+		// Not the proxy error's own connection (compared by snapshot, not
+		// uid: shards of one capture may repeat connection IDs).
+		if f.snap == he.Conn {
 			continue
 		}
 		// The upstream leg must have failed between the request's arrival
@@ -202,6 +504,9 @@ func (d *Diagnoser) correlate(he *Incident) {
 func failingPackets(f *failure) []uint64 {
 	if f.inc != nil {
 		return f.inc.Packets
+	}
+	if f.pkts != nil {
+		return f.pkts
 	}
 	var out []uint64
 	for _, p := range f.snap.Packets {
@@ -271,14 +576,18 @@ func explain(inc *Incident) {
 	}
 }
 
-// Pending returns how many incidents are kept so far; Since(n) returns
-// those added after that point (for callers that print as they go).
-func (d *Diagnoser) Pending() int { return len(d.incidents) }
+// Pending returns how many incidents have been kept (batch mode) or made
+// ready (streaming mode) so far; Since(n) returns those after that point,
+// for callers that hand them over as they go.
+func (d *Diagnoser) Pending() int { return d.base + len(d.incidents) }
 
-// Since returns the incidents kept after the first n.
+// Since returns the incidents kept or made ready after the first n. In
+// streaming mode it returns only those of the latest Conn, Advance or
+// Finish call (the earlier ones are forgotten).
 func (d *Diagnoser) Since(n int) []*Incident {
-	if n >= len(d.incidents) {
+	i := max(n-d.base, 0)
+	if i >= len(d.incidents) {
 		return nil
 	}
-	return d.incidents[n:]
+	return d.incidents[i:]
 }

@@ -1,7 +1,9 @@
 // Package diagnose explains why connections were reset. It looks at each
 // finished connection from internal/conntrack, applies the rules in rules.go
-// (one function per cause of the catalogue in internal/cause), and at the end
-// ties proxy errors (502/503/504) to the upstream connection that failed.
+// (one function per cause of the catalogue in internal/cause), and ties proxy
+// errors (502/503/504) to the upstream connection that failed: at the end in
+// batch mode (files), or once each has settled in streaming mode (live
+// capture; see Options.Stream).
 //
 // What it produces, Incidents and Snapshots, are plain data that the report
 // packages render; they hold copies, never the tracker's recycled memory.

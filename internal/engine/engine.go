@@ -25,7 +25,9 @@ type Options struct {
 	OnConn func(c *conntrack.Conn)
 	// OnIncident, if set, receives each reset incident as soon as its
 	// connection finished (watch prints them live). Proxy errors come at
-	// the end, from Finish.
+	// the end, from Finish. With Diagnose.Stream, every incident comes
+	// here, proxy errors once they have settled (diagnose.Options.Settle)
+	// or at Close, and none is kept: Close returns only those it released.
 	OnIncident func(inc *diagnose.Incident)
 	// Progress, if set, is called about every 65536 packets.
 	Progress func(packets uint64)
@@ -131,6 +133,12 @@ func (pl *Pipeline) Feed(f *source.Frame, num uint64) {
 		st.Comments++
 		c.AddNote(num, f.Comment)
 	}
+	// Streaming diagnosis: proxy errors that settled are released.
+	if n := pl.dg.Pending(); pl.dg.Advance(pl.now) && pl.opt.OnIncident != nil {
+		for _, inc := range pl.dg.Since(n) {
+			pl.opt.OnIncident(inc)
+		}
+	}
 	if pl.opt.Progress != nil && st.Frames&0xffff == 0 {
 		pl.opt.Progress(st.Frames)
 	}
@@ -144,6 +152,11 @@ func (pl *Pipeline) Tick(ts int64) {
 		pl.now = ts
 	}
 	pl.tr.Advance(ts)
+	if n := pl.dg.Pending(); pl.dg.Advance(pl.now) && pl.opt.OnIncident != nil {
+		for _, inc := range pl.dg.Since(n) {
+			pl.opt.OnIncident(inc)
+		}
+	}
 }
 
 // Close finishes every connection and returns the incidents and stats.
@@ -151,6 +164,11 @@ func (pl *Pipeline) Close() ([]*diagnose.Incident, Stats) {
 	pl.flushLT()
 	pl.tr.Flush()
 	incs := pl.dg.Finish()
+	if pl.opt.Diagnose.Stream && pl.opt.OnIncident != nil {
+		for _, inc := range incs {
+			pl.opt.OnIncident(inc)
+		}
+	}
 	pl.stats.Track = pl.tr.Stats()
 	pl.stats.Incidents = map[cause.ID]int{}
 	for id, n := range pl.dg.Counts() {

@@ -69,7 +69,7 @@ func start(t *testing.T, cfg Config, light bool) *running {
 	cfg.Ready = func(i Info) { r.info = i; close(ready) }
 	cfg.OnIncident = func(inc *Incident) {
 		if r.light { // the engine's snapshots are not kept: memory is measured
-			inc = &Incident{Incident: &diagnose.Incident{Kind: inc.Kind, Cause: inc.Cause}, N: inc.N, Delay: inc.Delay}
+			inc = &Incident{Incident: &diagnose.Incident{Kind: inc.Kind, Cause: inc.Cause, Related: inc.Related}, N: inc.N, Delay: inc.Delay}
 		}
 		r.mu.Lock()
 		r.incidents = append(r.incidents, inc)

@@ -24,7 +24,7 @@ type Metrics struct {
 	packets, bytes, kernelPackets, drops, recorderDrops *metrics.Counter
 	conns, evicted, kernelLost                          *metrics.Counter
 	live, kernelUp, recBytes, recPkts, recSpan, heap    *metrics.Gauge
-	gens, start                                         *metrics.Gauge
+	start                                               *metrics.Gauge
 	resets, incidents, kernelResets, captures, info     *metrics.Vec
 	delay                                               *metrics.Histogram
 }
@@ -51,7 +51,6 @@ func NewMetrics(reg *metrics.Registry) *Metrics {
 	m.recSpan = reg.NewGauge("rstscope_recorder_span_seconds", "Time covered by the flight recorder (oldest to newest packet).")
 	m.captures = reg.NewCounterVec("rstscope_captures_total", "Incident captures (--save-dir): saved, skipped (rate limit) or error.", "result")
 	m.heap = reg.NewGauge("rstscope_heap_inuse_bytes", "Go heap in use by rstscope (runtime.MemStats.HeapInuse).")
-	m.gens = reg.NewGauge("rstscope_engine_generations", "Engine generations alive (the current one and those draining).")
 	m.start = reg.NewGauge("rstscope_start_time_seconds", "When watch started, Unix time.")
 	m.info = reg.NewGaugeVec("rstscope_watch_info", "Always 1: the capture's interface and filter.", "interface", "filter")
 	return m
@@ -84,7 +83,6 @@ func (m *Metrics) update(st Stats) {
 	m.recPkts.Set(float64(st.RecorderPkts))
 	m.recSpan.Set(st.RecorderSpan.Seconds())
 	m.heap.Set(float64(st.HeapInuse))
-	m.gens.Set(float64(st.Generations))
 }
 
 // countIncident counts one incident.

@@ -11,10 +11,11 @@
 //     a pcapng is cut for each incident (save.go);
 //   - the kernel side (kernel.go): events from internal/ktrace, joined to
 //     captured RSTs through internal/kjoin, the rest reported as KernelResets;
-//   - the engine, in generations (gen.go), so that a process that runs for
-//     weeks keeps bounded memory: the engine keeps every incident it found
-//     until it is closed, so the current pipeline is retired after a few
-//     hundred incidents and a fresh one takes the new connections.
+//   - the engine (pipeline.go), one pipeline for the whole watch with the
+//     diagnosis streaming: incidents are handed over as they are found and
+//     not kept, and proxy errors are tied to their upstream connection a
+//     settle delay after their response, so a process that runs for weeks
+//     keeps bounded memory and reports 502s within seconds.
 //
 // Packets reach the engine through a short queue: when kernel events are
 // read, an RST waits there (at most Config.KernelWait) for the kernel's event
@@ -35,6 +36,7 @@ import (
 	"github.com/rstscope/rstscope/internal/bpfilter"
 	"github.com/rstscope/rstscope/internal/decode"
 	"github.com/rstscope/rstscope/internal/diagnose"
+	"github.com/rstscope/rstscope/internal/engine"
 	"github.com/rstscope/rstscope/internal/kjoin"
 	"github.com/rstscope/rstscope/internal/ktrace"
 	"github.com/rstscope/rstscope/internal/livecap"
@@ -81,7 +83,9 @@ type Config struct {
 	// it is diagnosed; Idle finishes connections silent for that long.
 	// Defaults 1s and 5m. Idle must exceed the longest keep-alive gap you
 	// care about: a stale keep-alive is only recognised when the server's
-	// FIN and the late request are in one connection.
+	// FIN and the late request are in one connection. Proxy errors are
+	// handed over Linger + 2 s (capture time) after their response, once
+	// their upstream connection has been finished too (pipeline.go).
 	Linger, Idle time.Duration
 
 	// StatsEvery, if positive, calls OnStats that often.
@@ -143,7 +147,6 @@ type Stats struct {
 	RecorderBytes int
 	RecorderPkts  int
 	RecorderSpan  time.Duration
-	Generations   int
 	HeapInuse     uint64
 	MaxDelay      time.Duration // longest Incident.Delay
 	KernelTracing bool
@@ -173,7 +176,8 @@ type Watcher struct {
 	pendHead int
 	nextFeed uint64
 	p        decode.Parsed
-	gens     []*gen
+	pl       *engine.Pipeline
+	live     map[flowKey]struct{} // connections the engine tracks
 	lastTick int64
 	nInc     int
 	saveTok  float64
@@ -271,6 +275,7 @@ func (w *Watcher) defaults() {
 	w.ks.filter = c.Filter
 	w.saveTok = float64(c.SavesPerMinute)
 	w.runStamp = w.start.UTC().Format("20060102T150405Z")
+	w.newPipeline()
 }
 
 // loop reads packets until ctx is done.
@@ -436,8 +441,9 @@ func (w *Watcher) feedFront() {
 }
 
 // tick advances the engine's clock when traffic is quiet (so ended
-// connections are diagnosed without waiting for the next packet), reports
-// kernel resets nobody captured, and retires or closes generations.
+// connections are diagnosed, and proxy errors that settled are handed over,
+// without waiting for the next packet) and reports kernel resets nobody
+// captured.
 func (w *Watcher) tick(now int64) {
 	// Frames captured up to about now minus the ring's block timeout have
 	// been read; nothing queued may be overtaken.
@@ -447,14 +453,11 @@ func (w *Watcher) tick(now int64) {
 	}
 	if safe > w.lastTick {
 		w.lastTick = safe
-		for _, g := range w.gens {
-			g.tick(safe)
-		}
+		w.pl.Tick(safe)
 	}
 	if w.tr != nil {
 		w.ks.flush(safe-kjoin.Window-int64(50*time.Millisecond), w.kernelOnly)
 	}
-	w.manageGens()
 }
 
 // kernelOnly hands over a kernel reset no captured packet accounts for.
@@ -480,7 +483,7 @@ func reasonLabel(r string) string {
 	return r
 }
 
-// incident is called by a generation for each incident it found.
+// incident is called by the engine for each incident, once.
 func (w *Watcher) incident(inc *diagnose.Incident) {
 	w.nInc++
 	out := &Incident{Incident: inc, N: w.nInc}
@@ -522,11 +525,7 @@ func (w *Watcher) snapshotStats() Stats {
 	st := w.stats
 	st.Elapsed = time.Since(w.start)
 	st.Incidents = w.nInc
-	st.Generations = len(w.gens)
-	st.LiveConns = 0
-	for _, g := range w.gens {
-		st.LiveConns += len(g.live)
-	}
+	st.LiveConns = len(w.live)
 	st.RecorderBytes, st.RecorderPkts = w.rec.bytes, w.rec.n
 	if w.rec.n > 0 {
 		st.RecorderSpan = time.Duration(w.rec.newest - w.rec.oldestTS())
@@ -535,7 +534,8 @@ func (w *Watcher) snapshotStats() Stats {
 }
 
 // shutdown analyses what is queued, reports the remaining kernel events,
-// and closes every generation (finishing their connections).
+// and closes the engine: its connections are finished and every proxy error
+// still waiting is tied to its upstream and handed over.
 func (w *Watcher) shutdown() {
 	w.closing = true
 	w.h.Close()
@@ -557,17 +557,11 @@ func (w *Watcher) shutdown() {
 		w.drainKernel()
 		w.ks.flush(1<<62, w.kernelOnly)
 	}
-	for len(w.gens) > 0 {
-		w.closeGen(0)
-	}
+	w.pl.Close()
 	w.refreshStats()
 }
 
-func (w *Watcher) finalStats() Stats {
-	st := w.snapshotStats()
-	st.Generations = 0
-	return st
-}
+func (w *Watcher) finalStats() Stats { return w.snapshotStats() }
 
 // ErrSaveSkipped is Incident.SaveErr when the rate limit (SavesPerMinute)
 // skipped the file; such skips are counted in Stats.SaveSkipped.
