@@ -115,20 +115,19 @@ func analyze(env *cli.Env, path string, o analyzeOpts) int {
 	defer out.Flush()
 	var spool report.Spool
 	defer spool.Close()
-	var tally report.Tally
 	enc := json.NewEncoder(&spool)
 	enc.SetEscapeHTML(false)
 	if o.conns {
 		out.WriteString(report.ConnHeader)
 	}
-	onConn := func(c *conntrack.Conn) {
-		tally.Add(c)
-		switch {
-		case o.conns:
-			report.ConnLine(out, c)
-		case o.json:
-			enc.Encode(report.Conn(c))
-		}
+	// Rows are written as connections finish, in one order: only the text
+	// report lets the engine track connections on several goroutines.
+	var onConn func(c *conntrack.Conn)
+	switch {
+	case o.conns:
+		onConn = func(c *conntrack.Conn) { report.ConnLine(out, c) }
+	case o.json:
+		onConn = func(c *conntrack.Conn) { enc.Encode(report.Conn(c)) }
 	}
 	prog := newProgress(env.Stderr, path, rd, !o.quiet && !o.json && !o.conns)
 	incs, st, rerr := engine.Run(rd, engine.Options{
@@ -163,13 +162,13 @@ func analyze(env *cli.Env, path string, o analyzeOpts) int {
 		if _, err := spool.WriteTo(out); err != nil {
 			fmt.Fprintf(env.Stderr, "rstscope analyze: spooling connections: %v\n", err)
 		}
-		jenc.Encode(report.Summary(in, st, &tally, counts, notDetailed))
+		jenc.Encode(report.Summary(in, st, counts, notDetailed))
 	default:
 		color := !o.noColor && cli.UseColor(env.Stdout)
-		report.Text(out, in, st, &tally, incs, counts, notDetailed, report.TextOptions{Color: color, MaxIncidents: o.show})
+		report.Text(out, in, st, incs, counts, notDetailed, report.TextOptions{Color: color, MaxIncidents: o.show})
 	}
 	if o.html != "" {
-		if err := writeHTML(o.html, in, st, &tally, incs, counts, notDetailed); err != nil {
+		if err := writeHTML(o.html, in, st, incs, counts, notDetailed); err != nil {
 			fmt.Fprintf(env.Stderr, "rstscope analyze: --html: %v\n", err)
 			return cli.ExitUsage
 		}

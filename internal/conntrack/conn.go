@@ -169,7 +169,10 @@ const (
 
 // Conn is one TCP connection.
 type Conn struct {
-	ID      uint64 // 1-based, in order of first packet
+	// ID is the number of the connection's first packet (as given to
+	// Tracker.Add): unique in a capture, in order of first packet, and the
+	// same however the capture is split between trackers.
+	ID      uint64
 	Ep      [2]Endpoint
 	Flipped bool // roles were swapped from "first sender is the client" (Zeek's ^)
 	Start   int64

@@ -20,7 +20,7 @@ func (c *Conn) sniffHTTP(dir Dir, payload []byte, num uint64, ts int64, idle int
 	}
 	var m HTTPMsg
 	switch {
-	case payload[0] == 'H' && bytes.HasPrefix(payload, []byte("HTTP/1.")):
+	case payload[0] == 'H' && string(payload[:7]) == "HTTP/1.":
 		line := firstLine(payload)
 		if len(line) < 12 || line[8] != ' ' {
 			c.addBody(dir, len(payload))
@@ -57,7 +57,12 @@ func (c *Conn) sniffHTTP(dir Dir, payload []byte, num uint64, ts int64, idle int
 		}
 		line := firstLine(payload)
 		rest := line[sp+1:]
-		end := bytes.LastIndex(rest, []byte(" HTTP/1."))
+		// The version ends the line: look there first (one compare)
+		// before searching the line.
+		end := len(rest) - 9
+		if end < 0 || string(rest[end:end+8]) != " HTTP/1." {
+			end = bytes.LastIndex(rest, []byte(" HTTP/1."))
+		}
 		if end < 0 {
 			c.addBody(dir, len(payload))
 			return -1
@@ -102,7 +107,14 @@ func (c *Conn) addBody(dir Dir, n int) {
 func (c *Conn) addHTTP(m HTTPMsg) int32 {
 	serial := int32(c.HTTPTotal)
 	c.HTTPTotal++
-	if len(c.http) < headHTTP+tailHTTP {
+	if n := len(c.http); n < headHTTP+tailHTTP {
+		if n == cap(c.http) { // as Conn.keep: two steps, 4 then the bound
+			size := 4
+			if n >= 4 {
+				size = headHTTP + tailHTTP
+			}
+			c.http = append(make([]HTTPMsg, 0, size), c.http...)
+		}
 		c.http = append(c.http, m)
 		return serial
 	}
@@ -113,20 +125,31 @@ func (c *Conn) addHTTP(m HTTPMsg) int32 {
 
 // interner makes strings of repeated byte sequences (request targets,
 // reason phrases) without allocating each time: map lookups with a
-// string(b) key do not allocate. It is bounded.
+// string(b) key do not allocate. It is bounded. A small direct-mapped
+// cache in front of the map answers the common case (the same few targets
+// and reasons again and again) with one compare instead of a hash.
 type interner struct {
-	m map[string]string
+	m     map[string]string
+	cache [64]string
 }
 
 func (in *interner) str(b []byte) string {
-	if s, ok := in.m[string(b)]; ok {
+	var slot int
+	if n := len(b); n > 0 {
+		slot = (n ^ int(b[0])<<1 ^ int(b[n-1])<<3 ^ int(b[n/2])<<2) & 63
+	}
+	if s := in.cache[slot]; s == string(b) {
 		return s
 	}
-	s := string(b)
-	if in.m == nil || len(in.m) >= 8192 {
-		in.m = make(map[string]string, 256)
+	s, ok := in.m[string(b)]
+	if !ok {
+		s = string(b)
+		if in.m == nil || len(in.m) >= 8192 {
+			in.m = make(map[string]string, 256)
+		}
+		in.m[s] = s
 	}
-	in.m[s] = s
+	in.cache[slot] = s
 	return s
 }
 
