@@ -56,6 +56,7 @@ func analyzeFlags(fs *flag.FlagSet) func(env *cli.Env, args []string) int {
 	maxInc := fs.Int("max-incidents", 10000, "incidents kept in detail; more are counted only")
 	show := fs.Int("show", 50, "incidents printed in full in the text report")
 	noColor := fs.Bool("no-color", false, "no colours even on a terminal (NO_COLOR is honoured too)")
+	workers := fs.Int("workers", 0, "goroutines tracking connections (0: one per CPU; --json and --conns use one, to keep their order)")
 	return func(env *cli.Env, args []string) int {
 		if len(args) != 1 {
 			fmt.Fprintln(env.Stderr, "rstscope analyze: give one capture file, or - for standard input\nRun 'rstscope analyze --help' for usage.")
@@ -66,8 +67,12 @@ func analyzeFlags(fs *flag.FlagSet) func(env *cli.Env, args []string) int {
 			fmt.Fprintf(env.Stderr, "rstscope analyze: %v\n", err)
 			return cli.ExitUsage
 		}
+		if *workers < 0 {
+			fmt.Fprintln(env.Stderr, "rstscope analyze: --workers must be 0 (one per CPU) or more")
+			return cli.ExitUsage
+		}
 		return analyze(env, args[0], analyzeOpts{json: *jsonOut, conns: *conns, html: *htmlOut, quiet: *quiet,
-			failOn: fail, maxConns: *maxConns, maxInc: *maxInc, show: *show, noColor: *noColor})
+			failOn: fail, maxConns: *maxConns, maxInc: *maxInc, show: *show, noColor: *noColor, workers: *workers})
 	}
 }
 
@@ -76,6 +81,7 @@ type analyzeOpts struct {
 	html                        string
 	failOn                      map[cause.ID]bool
 	maxConns, maxInc, show      int
+	workers                     int
 }
 
 func parseFailOn(s string) (map[cause.ID]bool, error) {
@@ -135,6 +141,7 @@ func analyze(env *cli.Env, path string, o analyzeOpts) int {
 		Diagnose: diagnose.Options{MaxIncidents: o.maxInc},
 		OnConn:   onConn,
 		Progress: prog.update,
+		Workers:  o.workers,
 	})
 	prog.done()
 	in := report.Input{Name: path, Format: rd.Format()}

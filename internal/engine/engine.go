@@ -122,7 +122,7 @@ func (pl *Pipeline) finished(c *conntrack.Conn) {
 
 // Feed processes one frame. num is its 1-based number in the input.
 func (pl *Pipeline) Feed(f *source.Frame, num uint64) {
-	if pl.count(f) {
+	if pl.count(f, &pl.p) {
 		pl.add(&pl.p, num, f.Timestamp, f.Comment)
 	}
 	if pl.opt.Progress != nil && pl.stats.Frames&0xffff == 0 {
@@ -130,9 +130,9 @@ func (pl *Pipeline) Feed(f *source.Frame, num uint64) {
 	}
 }
 
-// count decodes f into pl.p and counts it in the input statistics. It
+// count decodes f into p and counts it in the input statistics. It
 // reports whether f is a TCP packet to track.
-func (pl *Pipeline) count(f *source.Frame) bool {
+func (pl *Pipeline) count(f *source.Frame, p *decode.Parsed) bool {
 	st := &pl.stats
 	st.Frames++
 	st.Bytes += uint64(len(f.Data))
@@ -150,19 +150,19 @@ func (pl *Pipeline) count(f *source.Frame) bool {
 	if f.Timestamp > pl.now {
 		pl.now = f.Timestamp
 	}
-	pl.p.Decode(f.LinkType, f.Data)
-	switch pl.p.Status {
+	p.Decode(f.LinkType, f.Data)
+	switch p.Status {
 	case decode.OK:
 	case decode.NotIP, decode.NotTCP:
 		st.NotTCP++
 		return false
 	default:
 		st.Malformed++
-		st.Skipped[pl.p.Status.String()]++
+		st.Skipped[p.Status.String()]++
 		return false
 	}
 	st.TCP++
-	if pl.p.Truncated {
+	if p.Truncated {
 		st.Truncated++
 	}
 	if f.Comment != "" {

@@ -28,8 +28,8 @@ import (
 // the peak of live connections is the sum of the shards' peaks.
 
 const (
-	shardBatchLen = 256 // packets per batch
-	shardBatches  = 4   // batches in flight per shard
+	shardBatchLen = 2048 // packets per batch
+	shardBatches  = 3    // batches in flight per shard
 )
 
 // shardBatch carries decoded packets to a shard. Payloads point into arena
@@ -99,6 +99,7 @@ func runSharded(src source.Source, opt Options, n int) ([]*diagnose.Incident, St
 	var num uint64
 	var rerr error
 	st := &rd.stats
+	guess := shards[0]
 	for {
 		err := src.Next(&f)
 		if err != nil {
@@ -108,16 +109,22 @@ func runSharded(src source.Source, opt Options, n int) ([]*diagnose.Incident, St
 			break
 		}
 		num++
-		if rd.count(&f) {
-			p := &rd.p
+		// Decode straight into the next slot of the shard the previous
+		// packet went to, and copy only when the guess was wrong.
+		p := &guess.cur.p[guess.cur.n]
+		if rd.count(&f, p) {
 			sh := shards[shardOf(p, n)]
 			b := sh.cur
 			k := b.n
-			b.p[k] = *p
+			if sh != guess {
+				b.p[k] = *p
+				p = &b.p[k]
+				guess = sh
+			}
 			if copyPayload && len(p.Payload) > 0 {
 				at := len(b.arena)
 				b.arena = append(b.arena, p.Payload...)
-				b.p[k].Payload = b.arena[at:len(b.arena):len(b.arena)]
+				p.Payload = b.arena[at:len(b.arena):len(b.arena)]
 			}
 			b.num[k], b.ts[k], b.note[k] = num, f.Timestamp, f.Comment
 			b.n++

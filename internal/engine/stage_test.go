@@ -5,7 +5,6 @@ import (
 	"io"
 	"os"
 	"testing"
-	"time"
 
 	"github.com/rstscope/rstscope/internal/conntrack"
 	"github.com/rstscope/rstscope/internal/decode"
@@ -13,6 +12,9 @@ import (
 	"github.com/rstscope/rstscope/internal/source"
 )
 
+// BenchmarkStages splits the cost per packet of the pipeline on one
+// goroutine: reading, then decoding, then tracking (without diagnosis), over
+// the capture named by RSTSCOPE_BENCH_PCAP.
 func BenchmarkStages(b *testing.B) {
 	path := os.Getenv("RSTSCOPE_BENCH_PCAP")
 	if path == "" {
@@ -25,7 +27,7 @@ func BenchmarkStages(b *testing.B) {
 				rd, _ := pcapio.Open(path, nil)
 				var f source.Frame
 				var p decode.Parsed
-				tr := conntrack.New(conntrack.Config{Linger: lingerBench()}, func(*conntrack.Conn) {})
+				tr := conntrack.New(conntrack.Config{}, func(*conntrack.Conn) {})
 				for {
 					if err := rd.Next(&f); err != nil {
 						if !errors.Is(err, io.EOF) {
@@ -49,12 +51,4 @@ func BenchmarkStages(b *testing.B) {
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(pkts), "ns/pkt")
 		})
 	}
-}
-
-func lingerBench() int64 {
-	if s := os.Getenv("LINGER"); s != "" {
-		d, _ := time.ParseDuration(s)
-		return int64(d)
-	}
-	return 0
 }
