@@ -67,6 +67,14 @@ func (c *Conn) sniffHTTP(dir Dir, payload []byte, num uint64, ts int64, idle int
 		}
 		target = trunc(rest[:end], maxTarget)
 	}
+	if method != "" {
+		c.reqPending = true
+	} else if status >= 200 {
+		c.reqPending = false
+		if status >= 502 && status <= 504 {
+			c.Ep[dir].ProxyErrors++
+		}
+	}
 	serial, m := c.nextHTTP()
 	*m = HTTPMsg{Dir: dir, Pkt: num, TS: ts, IdleBefore: idle, ContentLength: -1, Status: status, Method: method}
 	if len(text) > 0 {

@@ -206,3 +206,48 @@ func BenchmarkTrackerKeepAlive(b *testing.B) {
 	}
 	tr.Flush()
 }
+
+// The tracker notes, for the diagnosis, whether a request was waiting for
+// its response when each side sent its FIN, and counts proxy errors per
+// side, over all messages (not only those kept).
+func TestFinPendingAndProxyErrors(t *testing.T) {
+	req := "GET / HTTP/1.1\r\n\r\n"
+	ok := "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
+	bad := "HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n"
+	for _, tc := range []struct {
+		name    string
+		run     func(v *conv)
+		pending bool
+		errs    uint32
+	}{
+		{"closed before answering", func(v *conv) { v.c(PSH|ACK, req); v.s(FIN|ACK, "") }, true, 0},
+		{"answered, then closed", func(v *conv) { v.c(PSH|ACK, req); v.s(PSH|ACK, ok); v.s(FIN|ACK, "") }, false, 0},
+		{"answer on the FIN", func(v *conv) { v.c(PSH|ACK, req); v.s(FIN|PSH|ACK, ok) }, false, 0},
+		{"second request unanswered", func(v *conv) {
+			v.c(PSH|ACK, req)
+			v.s(PSH|ACK, ok)
+			v.c(PSH|ACK, req)
+			v.s(FIN|ACK, "")
+		}, true, 0},
+		{"20 proxy errors", func(v *conv) {
+			for i := 0; i < 20; i++ {
+				v.c(PSH|ACK, req)
+				v.s(PSH|ACK, bad)
+			}
+			v.s(FIN|ACK, "")
+		}, false, 20},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, Config{})
+			v := h.conv(cli, srv, 1, 2, sec)
+			v.handshake()
+			tc.run(v)
+			got := h.flush()[0]
+			s, c := got.Ep[FromServer], got.Ep[FromClient]
+			if s.FinPkt == 0 || s.FinPending != tc.pending || s.ProxyErrors != tc.errs || c.ProxyErrors != 0 {
+				t.Errorf("server FIN #%d pending %v proxy errors %d (client %d), want pending %v errors %d",
+					s.FinPkt, s.FinPending, s.ProxyErrors, c.ProxyErrors, tc.pending, tc.errs)
+			}
+		})
+	}
+}

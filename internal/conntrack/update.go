@@ -190,6 +190,10 @@ func (c *Conn) add(p *decode.Parsed, num uint64, ts int64, t *Tracker) {
 	if p.PayloadLen > 0 && flags&decode.RST == 0 {
 		rec.HTTP = c.sniffHTTP(dir, p.Payload, num, ts, idle, &t.intern)
 	}
+	if ep.FinPkt == num {
+		// After the sniffing: a response carried by the FIN answers.
+		ep.FinPending = c.reqPending
+	}
 }
 
 // bothEnded is Zeek's close_complete: an RST from either side, a FIN from
