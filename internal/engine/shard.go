@@ -32,8 +32,8 @@ const (
 	shardBatches  = 3    // batches in flight per shard
 )
 
-// shardBatch carries decoded packets to a shard. Payloads point into arena
-// unless the source's frames stay valid (source.Stable).
+// shardBatch carries decoded packets to a shard; their payloads are copied
+// into arena, since a source's frame is only valid until its next frame.
 type shardBatch struct {
 	n     int
 	now   int64 // capture time reached by the reader when it was sent
@@ -49,13 +49,6 @@ type shard struct {
 	in   chan *shardBatch
 	free chan *shardBatch
 	cur  *shardBatch
-}
-
-// stable reports whether src promises that frame data stays valid until
-// it is closed (a memory-mapped file): payloads need no copy then.
-func stable(src source.Source) bool {
-	s, ok := src.(interface{ Stable() bool })
-	return ok && s.Stable()
 }
 
 // shardOf picks a shard from the connection's endpoints; swapping them gives
@@ -74,7 +67,6 @@ func runSharded(src source.Source, opt Options, n int) ([]*diagnose.Incident, St
 		perShard = conntrack.DefaultMaxConns
 	}
 	perShard = (perShard + n - 1) / n
-	copyPayload := !stable(src)
 
 	shards := make([]*shard, n)
 	var wg sync.WaitGroup
@@ -121,7 +113,7 @@ func runSharded(src source.Source, opt Options, n int) ([]*diagnose.Incident, St
 				p = &b.p[k]
 				guess = sh
 			}
-			if copyPayload && len(p.Payload) > 0 {
+			if len(p.Payload) > 0 {
 				at := len(b.arena)
 				b.arena = append(b.arena, p.Payload...)
 				p.Payload = b.arena[at:len(b.arena):len(b.arena)]

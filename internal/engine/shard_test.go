@@ -156,25 +156,6 @@ func TestShardedSameAsSequential(t *testing.T) {
 		par := runWith(t, data, w)
 		sameResults(t, "mixed", seq, par, w)
 	}
-	// From a file, mapped: payloads are handed to the shards uncopied.
-	path := filepath.Join(t.TempDir(), "mixed.pcap")
-	if err := os.WriteFile(path, data, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	rd, err := pcapio.Open(path, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rd.Close()
-	if !stable(rd) {
-		t.Log("the file was not mapped: payloads are copied")
-	}
-	incs2, st, err := Run(rd, Options{Workers: 2})
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, _ := json.MarshalIndent(incs2, "", " ")
-	sameResults(t, "mixed from a file", seq, runResult{string(b), st}, 2)
 }
 
 // shardOfAddrs is shardOf for a connection given as "ip:port" strings.

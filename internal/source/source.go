@@ -17,9 +17,8 @@ const (
 )
 
 // Frame is one captured frame. Sources reuse its memory: Data is valid only
-// until the next call to Next on the same source, unless the source says it
-// stays valid longer (pcapio.Reader.Stable: a mapped file, until Close).
-// Comment is a string of its own.
+// until the next call to Next on the same source. Comment is a string of its
+// own.
 type Frame struct {
 	Timestamp int64  // capture time, Unix nanoseconds
 	LinkType  uint32 // LINKTYPE_* of Data
