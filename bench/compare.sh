@@ -31,7 +31,9 @@ measure() {
 packets=$(tcpdump -nn -r "$FILE" 2>/dev/null | wc -l)
 echo "capture: $FILE, $packets packets, $(du -h "$FILE" | cut -f1)"
 read -r rs_t rs_m < <(measure "$BIN" analyze -q "$FILE")
-printf '%-34s %8.2f s %8d KB\n' "rstscope analyze (full tracking)" "$rs_t" "$rs_m"
+printf '%-34s %8.2f s %8d KB   (%d CPUs)\n' "rstscope analyze (full tracking)" "$rs_t" "$rs_m" "$(nproc)"
+read -r r1_t r1_m < <(measure "$BIN" analyze -q --workers 1 "$FILE")
+printf '%-34s %8.2f s %8d KB\n' "rstscope analyze --workers 1" "$r1_t" "$r1_m"
 if command -v tcpdump >/dev/null; then
   read -r td_t td_m < <(measure tcpdump -nn -r "$FILE" 'tcp[tcpflags] & tcp-rst != 0')
   printf '%-34s %8.2f s %8d KB   rstscope/tcpdump time %.2fx\n' "tcpdump RST filter (stateless)" "$td_t" "$td_m" "$(awk "BEGIN{print $rs_t/$td_t}")"

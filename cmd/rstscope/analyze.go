@@ -56,6 +56,7 @@ func analyzeFlags(fs *flag.FlagSet) func(env *cli.Env, args []string) int {
 	maxInc := fs.Int("max-incidents", 10000, "incidents kept in detail; more are counted only")
 	show := fs.Int("show", 50, "incidents printed in full in the text report")
 	noColor := fs.Bool("no-color", false, "no colours even on a terminal (NO_COLOR is honoured too)")
+	workers := fs.Int("workers", 0, "goroutines tracking connections (0: one per CPU; --json and --conns use one, to keep their order)")
 	return func(env *cli.Env, args []string) int {
 		if len(args) != 1 {
 			fmt.Fprintln(env.Stderr, "rstscope analyze: give one capture file, or - for standard input\nRun 'rstscope analyze --help' for usage.")
@@ -66,8 +67,12 @@ func analyzeFlags(fs *flag.FlagSet) func(env *cli.Env, args []string) int {
 			fmt.Fprintf(env.Stderr, "rstscope analyze: %v\n", err)
 			return cli.ExitUsage
 		}
+		if *workers < 0 {
+			fmt.Fprintln(env.Stderr, "rstscope analyze: --workers must be 0 (one per CPU) or more")
+			return cli.ExitUsage
+		}
 		return analyze(env, args[0], analyzeOpts{json: *jsonOut, conns: *conns, html: *htmlOut, quiet: *quiet,
-			failOn: fail, maxConns: *maxConns, maxInc: *maxInc, show: *show, noColor: *noColor})
+			failOn: fail, maxConns: *maxConns, maxInc: *maxInc, show: *show, noColor: *noColor, workers: *workers})
 	}
 }
 
@@ -76,6 +81,7 @@ type analyzeOpts struct {
 	html                        string
 	failOn                      map[cause.ID]bool
 	maxConns, maxInc, show      int
+	workers                     int
 }
 
 func parseFailOn(s string) (map[cause.ID]bool, error) {
@@ -115,20 +121,19 @@ func analyze(env *cli.Env, path string, o analyzeOpts) int {
 	defer out.Flush()
 	var spool report.Spool
 	defer spool.Close()
-	var tally report.Tally
 	enc := json.NewEncoder(&spool)
 	enc.SetEscapeHTML(false)
 	if o.conns {
 		out.WriteString(report.ConnHeader)
 	}
-	onConn := func(c *conntrack.Conn) {
-		tally.Add(c)
-		switch {
-		case o.conns:
-			report.ConnLine(out, c)
-		case o.json:
-			enc.Encode(report.Conn(c))
-		}
+	// Rows are written as connections finish, in one order: only the text
+	// report lets the engine track connections on several goroutines.
+	var onConn func(c *conntrack.Conn)
+	switch {
+	case o.conns:
+		onConn = func(c *conntrack.Conn) { report.ConnLine(out, c) }
+	case o.json:
+		onConn = func(c *conntrack.Conn) { enc.Encode(report.Conn(c)) }
 	}
 	prog := newProgress(env.Stderr, path, rd, !o.quiet && !o.json && !o.conns)
 	incs, st, rerr := engine.Run(rd, engine.Options{
@@ -136,6 +141,7 @@ func analyze(env *cli.Env, path string, o analyzeOpts) int {
 		Diagnose: diagnose.Options{MaxIncidents: o.maxInc},
 		OnConn:   onConn,
 		Progress: prog.update,
+		Workers:  o.workers,
 	})
 	prog.done()
 	in := report.Input{Name: path, Format: rd.Format()}
@@ -163,13 +169,13 @@ func analyze(env *cli.Env, path string, o analyzeOpts) int {
 		if _, err := spool.WriteTo(out); err != nil {
 			fmt.Fprintf(env.Stderr, "rstscope analyze: spooling connections: %v\n", err)
 		}
-		jenc.Encode(report.Summary(in, st, &tally, counts, notDetailed))
+		jenc.Encode(report.Summary(in, st, counts, notDetailed))
 	default:
 		color := !o.noColor && cli.UseColor(env.Stdout)
-		report.Text(out, in, st, &tally, incs, counts, notDetailed, report.TextOptions{Color: color, MaxIncidents: o.show})
+		report.Text(out, in, st, incs, counts, notDetailed, report.TextOptions{Color: color, MaxIncidents: o.show})
 	}
 	if o.html != "" {
-		if err := writeHTML(o.html, in, st, &tally, incs, counts, notDetailed); err != nil {
+		if err := writeHTML(o.html, in, st, incs, counts, notDetailed); err != nil {
 			fmt.Fprintf(env.Stderr, "rstscope analyze: --html: %v\n", err)
 			return cli.ExitUsage
 		}

@@ -218,3 +218,22 @@ func TestAnalyzeEscapesTerminal(t *testing.T) {
 }
 
 const cli4, srv4 = "10.0.0.1:40000", "10.0.0.2:80"
+
+// --workers changes how the work is spread, not what is reported: the text
+// report is the same on one goroutine and on several.
+func TestAnalyzeWorkers(t *testing.T) {
+	path := writeTemp(t, "s3.pcap", Scenario3().Pcap())
+	_, one, _ := runCmd(t, nil, "analyze", "--no-color", "--workers", "1", path)
+	for _, w := range []string{"0", "3"} {
+		code, out, errs := runCmd(t, nil, "analyze", "--no-color", "--workers", w, path)
+		if code != 0 || out != one {
+			t.Errorf("--workers %s: exit %d %s\n%s\nwant\n%s", w, code, errs, out, one)
+		}
+	}
+	if !strings.Contains(one, "stale-keepalive") {
+		t.Errorf("report without the stale keep-alive:\n%s", one)
+	}
+	if code, _, errs := runCmd(t, nil, "analyze", "--workers", "-1", path); code != 2 || !strings.Contains(errs, "--workers") {
+		t.Errorf("--workers -1: exit %d %q", code, errs)
+	}
+}

@@ -99,27 +99,34 @@ type Endpoint struct {
 	FinPkt           uint64 // packet number of the first FIN, 0 if none
 	FinTS            int64
 	FinSeq           uint32
-	RstPkt           uint64 // packet number of the first RST, 0 if none
-	RstTS            int64
-	RstSeq           uint32
-	RstFlags         decode.Flags
-	RstWin           uint16
-	RstTTL           uint8
-	RstHasTS         bool
-	RstCount         uint32
-	RstPayload       []byte // first bytes of an RST's payload (diagnostic payload), nil if none
-	TTLMin, TTLMax   uint8  // over non-RST packets
-	NonRstPkts       uint32
-	TSOptPkts        uint32 // non-RST packets carrying the timestamp option
-	LastDataTS       int64  // time of the last payload-carrying packet
-	LastDataPkt      uint64
-	hist             uint16 // Zeek history flags recorded (once-per-direction letters)
-	histLastSYN      uint64
-	histLastFIN      uint64
-	histLastRST      uint64
-	rxmtThresh       uint32
-	zwThresh         uint32
-	gapThresh        uint32
+	// FinPending: when this side sent its FIN, the last HTTP message seen
+	// on the connection was a request still waiting for its response.
+	FinPending bool
+	// ProxyErrors counts the 502, 503 and 504 responses this side sent (all
+	// of them, kept or not): the diagnosis looks for proxy errors only where
+	// there are some.
+	ProxyErrors    uint32
+	RstPkt         uint64 // packet number of the first RST, 0 if none
+	RstTS          int64
+	RstSeq         uint32
+	RstFlags       decode.Flags
+	RstWin         uint16
+	RstTTL         uint8
+	RstHasTS       bool
+	RstCount       uint32
+	RstPayload     []byte // first bytes of an RST's payload (diagnostic payload), nil if none
+	TTLMin, TTLMax uint8  // over non-RST packets
+	NonRstPkts     uint32
+	TSOptPkts      uint32 // non-RST packets carrying the timestamp option
+	LastDataTS     int64  // time of the last payload-carrying packet
+	LastDataPkt    uint64
+	hist           uint16 // Zeek history flags recorded (once-per-direction letters)
+	histLastSYN    uint64
+	histLastFIN    uint64
+	histLastRST    uint64
+	rxmtThresh     uint32
+	zwThresh       uint32
+	gapThresh      uint32
 }
 
 // Size is the payload byte count as Zeek computes it (from sequence numbers,
@@ -169,26 +176,30 @@ const (
 
 // Conn is one TCP connection.
 type Conn struct {
-	ID      uint64 // 1-based, in order of first packet
+	// ID is the number of the connection's first packet (as given to
+	// Tracker.Add): unique in a capture, in order of first packet, and the
+	// same however the capture is split between trackers.
+	ID      uint64
 	Ep      [2]Endpoint
 	Flipped bool // roles were swapped from "first sender is the client" (Zeek's ^)
 	Start   int64
 	Last    int64
 	// TotalPkts counts every packet of the connection; Pkts holds at most
 	// headPkts+tailPkts of them (see Packets).
-	TotalPkts uint64
-	pkts      []Pkt
-	ring      int // next overwrite position within the tail, once full
-	http      []HTTPMsg
-	httpRing  int
-	HTTPTotal int
-	Notes     []Note
-	history   []byte
-	MaxGap    int64 // longest silence between two packets of this connection, ns
-	Evicted   bool  // released because the table was full, not because it ended
-	closedAt  int64 // when both sides ended (FIN/RST), 0 while open
-	key       key
-	done      bool
+	TotalPkts  uint64
+	pkts       []Pkt
+	ring       int // next overwrite position within the tail, once full
+	http       []HTTPMsg
+	httpRing   int
+	HTTPTotal  int
+	reqPending bool // the last HTTP message was a request without a final response yet
+	Notes      []Note
+	history    []byte
+	MaxGap     int64 // longest silence between two packets of this connection, ns
+	Evicted    bool  // released because the table was full, not because it ended
+	closedAt   int64 // when both sides ended (FIN/RST), 0 while open
+	key        key
+	done       bool
 }
 
 // Client returns the originator's address.

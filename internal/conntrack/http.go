@@ -12,70 +12,98 @@ var methods = [...]string{"GET", "POST", "PUT", "HEAD", "DELETE", "OPTIONS", "PA
 const maxTarget = 200
 
 // sniffHTTP records an HTTP message starting in payload and returns its
-// index in c.http, or -1.
+// serial number on the connection, or -1. The message is parsed before it
+// is given a slot and written there in place: a message is 120 bytes, and
+// copying it twice per segment was measurable.
 func (c *Conn) sniffHTTP(dir Dir, payload []byte, num uint64, ts int64, idle int64, in *interner) int32 {
-	if len(payload) < 8 {
+	if len(payload) < 8 || payload[0] < 'C' || payload[0] > 'T' {
 		c.addBody(dir, len(payload))
 		return -1
 	}
-	var m HTTPMsg
-	switch {
-	case payload[0] == 'H' && bytes.HasPrefix(payload, []byte("HTTP/1.")):
-		line := firstLine(payload)
-		if len(line) < 12 || line[8] != ' ' {
+	nl := bytes.IndexByte(payload, '\n')
+	line := payload
+	if nl >= 0 {
+		line = payload[:nl]
+	}
+	if n := len(line); n > 0 && line[n-1] == '\r' {
+		line = line[:n-1]
+	}
+	var (
+		status       int
+		method       string
+		target, text []byte
+	)
+	if string(payload[:5]) == "HTTP/" {
+		if len(line) < 12 || string(line[:7]) != "HTTP/1." || line[8] != ' ' {
 			c.addBody(dir, len(payload))
 			return -1
 		}
-		code := 0
 		for _, d := range line[9:12] {
 			if d < '0' || d > '9' {
 				c.addBody(dir, len(payload))
 				return -1
 			}
-			code = code*10 + int(d-'0')
+			status = status*10 + int(d-'0')
 		}
-		m.Status = code
 		if len(line) > 13 {
-			m.Reason = in.str(trunc(line[13:], 60))
+			text = trunc(line[13:], 60)
 		}
-	case payload[0] >= 'C' && payload[0] <= 'T':
-		sp := bytes.IndexByte(payload[:min(len(payload), 9)], ' ')
-		if sp < 3 {
-			c.addBody(dir, len(payload))
-			return -1
-		}
-		method := ""
-		for _, name := range methods {
-			if string(payload[:sp]) == name {
-				method = name
-				break
-			}
-		}
+	} else {
+		method = methodOf(line)
 		if method == "" {
 			c.addBody(dir, len(payload))
 			return -1
 		}
-		line := firstLine(payload)
-		rest := line[sp+1:]
-		end := bytes.LastIndex(rest, []byte(" HTTP/1."))
+		rest := line[len(method)+1:]
+		// The version ends the line: look there first (one compare)
+		// before searching the line.
+		end := len(rest) - 9
+		if end < 0 || string(rest[end:end+8]) != " HTTP/1." {
+			end = bytes.LastIndex(rest, []byte(" HTTP/1."))
+		}
 		if end < 0 {
 			c.addBody(dir, len(payload))
 			return -1
 		}
-		m.Method = method
-		m.Target = in.str(trunc(rest[:end], maxTarget))
-	default:
-		c.addBody(dir, len(payload))
-		return -1
+		target = trunc(rest[:end], maxTarget)
 	}
-	m.Dir, m.Pkt, m.TS, m.IdleBefore = dir, num, ts, idle
-	m.ContentLength = -1
+	if method != "" {
+		c.reqPending = true
+	} else if status >= 200 {
+		c.reqPending = false
+		if status >= 502 && status <= 504 {
+			c.Ep[dir].ProxyErrors++
+		}
+	}
+	serial, m := c.nextHTTP()
+	*m = HTTPMsg{Dir: dir, Pkt: num, TS: ts, IdleBefore: idle, ContentLength: -1, Status: status, Method: method}
+	if len(text) > 0 {
+		m.Reason = in.str(text)
+	}
+	if len(target) > 0 {
+		m.Target = in.str(target)
+	}
 	// Requests without a body need no headers (the common GET is cheap);
 	// responses and uploads do: Content-Length, Connection, Keep-Alive.
-	if m.Method == "" || (m.Method != "GET" && m.Method != "HEAD") {
-		m.BodySeen = parseHeaders(&m, payload)
+	if nl >= 0 && (method == "" || (method != "GET" && method != "HEAD")) {
+		m.BodySeen = parseHeaders(m, payload[nl+1:])
 	}
-	return c.addHTTP(m)
+	return serial
+}
+
+// methodOf returns the request method line starts with (followed by a
+// space), or "".
+func methodOf(line []byte) string {
+	sp := bytes.IndexByte(line[:min(len(line), 8)], ' ')
+	if sp < 3 {
+		return ""
+	}
+	for _, name := range methods {
+		if len(name) == sp && string(line[:sp]) == name {
+			return name
+		}
+	}
+	return ""
 }
 
 // addBody counts payload towards the last message in this direction.
@@ -97,44 +125,56 @@ func (c *Conn) addBody(dir Dir, n int) {
 	}
 }
 
-// addHTTP keeps m (the first headHTTP messages and a ring of the last
-// tailHTTP) and returns its serial number on the connection.
-func (c *Conn) addHTTP(m HTTPMsg) int32 {
+// nextHTTP claims the slot of a new message (the first headHTTP messages
+// and a ring of the last tailHTTP are kept) and returns its serial number
+// on the connection and the slot, which the caller overwrites.
+func (c *Conn) nextHTTP() (int32, *HTTPMsg) {
 	serial := int32(c.HTTPTotal)
 	c.HTTPTotal++
-	if len(c.http) < headHTTP+tailHTTP {
-		c.http = append(c.http, m)
-		return serial
+	if n := len(c.http); n < headHTTP+tailHTTP {
+		if n == cap(c.http) { // as Conn.keep: two steps, 4 then the bound
+			size := 4
+			if n >= 4 {
+				size = headHTTP + tailHTTP
+			}
+			c.http = append(make([]HTTPMsg, 0, size), c.http...)
+		}
+		c.http = c.http[:n+1]
+		return serial, &c.http[n]
 	}
-	c.http[headHTTP+c.httpRing] = m
+	m := &c.http[headHTTP+c.httpRing]
 	c.httpRing = (c.httpRing + 1) % tailHTTP
-	return serial
+	return serial, m
 }
 
 // interner makes strings of repeated byte sequences (request targets,
 // reason phrases) without allocating each time: map lookups with a
-// string(b) key do not allocate. It is bounded.
+// string(b) key do not allocate. It is bounded. A small direct-mapped
+// cache in front of the map answers the common case (the same few targets
+// and reasons again and again) with one compare instead of a hash.
 type interner struct {
-	m map[string]string
+	m     map[string]string
+	cache [64]string
 }
 
 func (in *interner) str(b []byte) string {
-	if s, ok := in.m[string(b)]; ok {
+	var slot int
+	if n := len(b); n > 0 {
+		slot = (n ^ int(b[0])<<1 ^ int(b[n-1])<<3 ^ int(b[n/2])<<2) & 63
+	}
+	if s := in.cache[slot]; s == string(b) {
 		return s
 	}
-	s := string(b)
-	if in.m == nil || len(in.m) >= 8192 {
-		in.m = make(map[string]string, 256)
+	s, ok := in.m[string(b)]
+	if !ok {
+		s = string(b)
+		if in.m == nil || len(in.m) >= 8192 {
+			in.m = make(map[string]string, 256)
+		}
+		in.m[s] = s
 	}
-	in.m[s] = s
+	in.cache[slot] = s
 	return s
-}
-
-func firstLine(b []byte) []byte {
-	if i := bytes.IndexByte(b, '\n'); i >= 0 {
-		b = b[:i]
-	}
-	return bytes.TrimRight(b, "\r")
 }
 
 func trunc(b []byte, n int) []byte {
@@ -145,16 +185,10 @@ func trunc(b []byte, n int) []byte {
 }
 
 // parseHeaders picks Content-Length, Connection: close and Keep-Alive:
-// timeout= from the captured header block of msg (which starts with the
-// request or status line) and returns how many body bytes follow the
-// headers in it (0 if the headers are not complete).
-func parseHeaders(m *HTTPMsg, msg []byte) int64 {
-	h := msg
-	if i := bytes.IndexByte(h, '\n'); i >= 0 {
-		h = h[i+1:]
-	} else {
-		return 0
-	}
+// timeout= from h, the captured header block of m after its first line,
+// and returns how many body bytes follow the headers in it (0 if the
+// headers are not complete).
+func parseHeaders(m *HTTPMsg, h []byte) int64 {
 	for len(h) > 0 {
 		i := bytes.IndexByte(h, '\n')
 		var line []byte

@@ -31,7 +31,12 @@ func TestHTTPLines(t *testing.T) {
 			&HTTPMsg{Status: 502, Reason: "Bad Gateway", ContentLength: 7}},
 		{"no reason", false, "HTTP/1.1 204\r\n\r\n", &HTTPMsg{Status: 204, ContentLength: -1}},
 		{"bad content length", false, "HTTP/1.1 200 OK\r\nContent-Length: 12a\r\n\r\n", &HTTPMsg{Status: 200, Reason: "OK", ContentLength: -1}},
+		{"HEAD", true, "HEAD /x HTTP/1.1\r\nHost: x\r\n\r\n", &HTTPMsg{Method: "HEAD", Target: "/x", ContentLength: -1}},
+		{"OPTIONS", true, "OPTIONS * HTTP/1.1\r\nContent-Length: 0\r\n\r\n", &HTTPMsg{Method: "OPTIONS", Target: "*", ContentLength: 0}},
+		{"target with spaces", true, "GET /a b HTTP/1.1\r\n\r\n", &HTTPMsg{Method: "GET", Target: "/a b", ContentLength: -1}},
+		{"no newline", false, "HTTP/1.1 503 Service Unavailable", &HTTPMsg{Status: 503, Reason: "Service Unavailable", ContentLength: -1}},
 		{"bad status", false, "HTTP/1.1 2x0 OK\r\n\r\n", nil},
+		{"HTTP/2 preface", true, "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", nil},
 		{"not a method", true, "GETS / HTTP/1.1\r\n\r\n", nil},
 		{"request line split", true, "GET /very/long/path", nil},
 		{"ssh", true, "SSH-2.0-OpenSSH_9.6\r\n", nil},
@@ -200,4 +205,49 @@ func BenchmarkTrackerKeepAlive(b *testing.B) {
 		b.Fatalf("stats %+v", st)
 	}
 	tr.Flush()
+}
+
+// The tracker notes, for the diagnosis, whether a request was waiting for
+// its response when each side sent its FIN, and counts proxy errors per
+// side, over all messages (not only those kept).
+func TestFinPendingAndProxyErrors(t *testing.T) {
+	req := "GET / HTTP/1.1\r\n\r\n"
+	ok := "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
+	bad := "HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n"
+	for _, tc := range []struct {
+		name    string
+		run     func(v *conv)
+		pending bool
+		errs    uint32
+	}{
+		{"closed before answering", func(v *conv) { v.c(PSH|ACK, req); v.s(FIN|ACK, "") }, true, 0},
+		{"answered, then closed", func(v *conv) { v.c(PSH|ACK, req); v.s(PSH|ACK, ok); v.s(FIN|ACK, "") }, false, 0},
+		{"answer on the FIN", func(v *conv) { v.c(PSH|ACK, req); v.s(FIN|PSH|ACK, ok) }, false, 0},
+		{"second request unanswered", func(v *conv) {
+			v.c(PSH|ACK, req)
+			v.s(PSH|ACK, ok)
+			v.c(PSH|ACK, req)
+			v.s(FIN|ACK, "")
+		}, true, 0},
+		{"20 proxy errors", func(v *conv) {
+			for i := 0; i < 20; i++ {
+				v.c(PSH|ACK, req)
+				v.s(PSH|ACK, bad)
+			}
+			v.s(FIN|ACK, "")
+		}, false, 20},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, Config{})
+			v := h.conv(cli, srv, 1, 2, sec)
+			v.handshake()
+			tc.run(v)
+			got := h.flush()[0]
+			s, c := got.Ep[FromServer], got.Ep[FromClient]
+			if s.FinPkt == 0 || s.FinPending != tc.pending || s.ProxyErrors != tc.errs || c.ProxyErrors != 0 {
+				t.Errorf("server FIN #%d pending %v proxy errors %d (client %d), want pending %v errors %d",
+					s.FinPkt, s.FinPending, s.ProxyErrors, c.ProxyErrors, tc.pending, tc.errs)
+			}
+		})
+	}
 }

@@ -9,7 +9,8 @@ import (
 // Config tunes the tracker. The zero value gives the defaults.
 type Config struct {
 	// MaxConns caps live (not yet finished) connections; beyond it the
-	// oldest is released early and counted in Stats.Evicted. Default 200000.
+	// oldest is released early and counted in Stats.Evicted. Default
+	// DefaultMaxConns.
 	MaxConns int
 	// Linger is how long (capture time) an ended connection is kept for late
 	// packets (final ACKs, retransmitted FINs) before it is finished.
@@ -19,6 +20,9 @@ type Config struct {
 	// time). Default 0: kept until the end of input or eviction.
 	Inactive int64
 }
+
+// DefaultMaxConns is Config.MaxConns when it is not set.
+const DefaultMaxConns = 200000
 
 // Stats counts what the tracker saw.
 type Stats struct {
@@ -30,6 +34,20 @@ type Stats struct {
 	Finished    uint64 // connections handed to the done callback
 	Reused      uint64 // a new SYN on an ended 4-tuple started a new connection
 	Retransmits uint64
+}
+
+// Add adds the counters of o (another tracker's, e.g. another shard's) to
+// s. Live and PeakLive are summed too: for shards tracked side by side the
+// peak is then an upper bound of the peak of their union.
+func (s *Stats) Add(o Stats) {
+	s.Packets += o.Packets
+	s.Conns += o.Conns
+	s.Live += o.Live
+	s.PeakLive += o.PeakLive
+	s.Evicted += o.Evicted
+	s.Finished += o.Finished
+	s.Reused += o.Reused
+	s.Retransmits += o.Retransmits
 }
 
 // key identifies a 4-tuple regardless of direction: the smaller endpoint
@@ -98,7 +116,7 @@ type Tracker struct {
 // returns: copy what you keep.
 func New(cfg Config, done func(*Conn)) *Tracker {
 	if cfg.MaxConns <= 0 {
-		cfg.MaxConns = 200000
+		cfg.MaxConns = DefaultMaxConns
 	}
 	if cfg.Linger <= 0 {
 		cfg.Linger = 5e9
@@ -141,7 +159,7 @@ func (t *Tracker) Add(p *decode.Parsed, num uint64, ts int64) *Conn {
 		c = nil
 	}
 	if c == nil {
-		c = t.newConn(k, p, ts)
+		c = t.newConn(k, p, num, ts)
 	}
 	t.cache[slot] = c
 	c.add(p, num, ts, t)
@@ -168,7 +186,7 @@ func (c *Conn) dirOf(p *decode.Parsed) Dir {
 	return FromServer
 }
 
-func (t *Tracker) newConn(k key, p *decode.Parsed, ts int64) *Conn {
+func (t *Tracker) newConn(k key, p *decode.Parsed, num uint64, ts int64) *Conn {
 	for len(t.table) >= t.cfg.MaxConns {
 		t.evictOldest()
 	}
@@ -182,7 +200,7 @@ func (t *Tracker) newConn(k key, p *decode.Parsed, ts int64) *Conn {
 		c = &Conn{history: make([]byte, 0, 16)}
 	}
 	t.stats.Conns++
-	c.ID = t.stats.Conns
+	c.ID = num
 	c.key = k
 	c.Start, c.Last = ts, ts
 	src := netip.AddrPortFrom(p.Src, p.SrcPort)
@@ -341,7 +359,7 @@ func (t *Tracker) finish(c *Conn) {
 	// Recycle: keep the slices' memory, forget their contents' references.
 	clear(c.http)
 	clear(c.Notes)
-	if len(t.free) < 1024 {
+	if len(t.free) < max(1024, len(t.table)/2) {
 		t.free = append(t.free, c)
 	}
 }

@@ -194,18 +194,21 @@ func (d *Diagnoser) Conn(c *conntrack.Conn, now int64) *Snapshot {
 	if inc != nil {
 		d.add(inc)
 	}
-	// Proxy errors on this connection.
-	c.EachHTTP(func(m *conntrack.HTTPMsg) bool {
-		if m.Dir == conntrack.FromServer && (m.Status == 502 || m.Status == 503 || m.Status == 504) {
-			he := httpError(c, snapOnce(), *m)
-			if d.opt.Stream {
-				d.hold(he)
-			} else {
-				d.httpErrors = append(d.httpErrors, he)
+	// Proxy errors on this connection (the tracker counted them, so most
+	// connections need no walk over their messages).
+	if c.Ep[conntrack.FromServer].ProxyErrors > 0 {
+		c.EachHTTP(func(m *conntrack.HTTPMsg) bool {
+			if m.Dir == conntrack.FromServer && (m.Status == 502 || m.Status == 503 || m.Status == 504) {
+				he := httpError(c, snapOnce(), *m)
+				if d.opt.Stream {
+					d.hold(he)
+				} else {
+					d.httpErrors = append(d.httpErrors, he)
+				}
 			}
-		}
-		return true
-	})
+			return true
+		})
+	}
 	// Could this connection be the failed upstream leg of a proxy error?
 	if f := asFailure(c, inc); f != nil {
 		f.snap = snapOnce()
@@ -528,7 +531,7 @@ func hostOf(addrport string) string {
 // before answering a request.
 func asFailure(c *conntrack.Conn, inc *Incident) *failure {
 	srv, cli := &c.Ep[conntrack.FromServer], &c.Ep[conntrack.FromClient]
-	if inc == nil && srv.RstPkt == 0 && (srv.FinPkt == 0 || c.HTTPTotal == 0) {
+	if inc == nil && srv.RstPkt == 0 && !srv.FinPending {
 		return nil // the common case: nothing failed
 	}
 	f := &failure{inc: inc, clientI: c.Client().Addr().String()}
@@ -537,35 +540,12 @@ func asFailure(c *conntrack.Conn, inc *Incident) *failure {
 		f.at, f.how = srv.RstTS, "was refused"
 	case srv.RstPkt != 0 && (cli.RstPkt == 0 || srv.RstPkt < cli.RstPkt):
 		f.at, f.how = srv.RstTS, "was reset by the upstream"
-	case srv.FinPkt != 0 && !answeredBefore(c, srv.FinTS) && hasRequest(c):
+	case srv.FinPkt != 0 && srv.FinPending:
 		f.at, f.how = srv.FinTS, "was closed by the upstream before it answered"
 	default:
 		return nil
 	}
 	return f
-}
-
-func hasRequest(c *conntrack.Conn) bool {
-	found := false
-	c.EachHTTP(func(m *conntrack.HTTPMsg) bool { found = m.Method != ""; return !found })
-	return found
-}
-
-// answeredBefore: the last request before ts got a response before ts.
-func answeredBefore(c *conntrack.Conn, ts int64) bool {
-	pending := false
-	c.EachHTTP(func(m *conntrack.HTTPMsg) bool {
-		if m.TS > ts {
-			return false
-		}
-		if m.Method != "" {
-			pending = true
-		} else if m.Status >= 200 {
-			pending = false
-		}
-		return true
-	})
-	return !pending
 }
 
 // explain fills the catalogue text of an incident.

@@ -218,6 +218,44 @@ func TestUpstreamFailure(t *testing.T) {
 	}
 }
 
+// A 502 whose upstream connection was closed (FIN) while the proxy's
+// request was still unanswered is tied to it; an upstream that answered
+// before closing is not a candidate.
+func TestUpstreamClosedBeforeAnswer(t *testing.T) {
+	for _, answered := range []bool{false, true} {
+		var c Capture
+		client, proxy, upstream, leg := "10.0.0.1:40000", "10.0.0.5:80", "10.0.0.10:8080", "10.0.0.5:50000"
+		c.Handshake(0, client, proxy)
+		c.Add(Seg{At: 0.01, From: client, To: proxy, Flags: PA, Seq: 1001, Ack: 5001, Win: 512, Payload: req, TS: true})
+		c.Handshake(0.011, leg, upstream)
+		c.Add(Seg{At: 0.015, From: leg, To: upstream, Flags: PA, Seq: 1001, Ack: 5001, Win: 512, Payload: req, TS: true})
+		fin := uint32(5001)
+		if answered {
+			c.Add(Seg{At: 0.016, From: upstream, To: leg, Flags: PA, Seq: 5001, Ack: 1001 + rq, Win: 512, Payload: resp, TS: true})
+			fin += rs
+		}
+		c.Add(Seg{At: 0.017, From: upstream, To: leg, Flags: FA, Seq: fin, Ack: 1001 + rq, Win: 512, TS: true})
+		bad := "HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n"
+		c.Add(Seg{At: 0.018, From: proxy, To: client, Flags: PA, Seq: 5001, Ack: 1001 + rq, Win: 512, Payload: bad, TS: true})
+		var he *diagnose.Incident
+		for _, inc := range analyze(t, &c) {
+			if inc.Kind == diagnose.KindHTTPError {
+				he = inc
+			}
+		}
+		if he == nil {
+			t.Fatalf("answered %v: no proxy error", answered)
+		}
+		how, _ := he.Facts["upstream_failure"].(string)
+		if answered && len(he.Related) != 0 {
+			t.Errorf("the upstream answered, yet the 502 is tied to it (%s)", how)
+		}
+		if !answered && (len(he.Related) != 1 || !strings.Contains(how, "closed by the upstream before it answered")) {
+			t.Errorf("502 related %v (%q), want the upstream connection closed before answering", he.Related, how)
+		}
+	}
+}
+
 // A kernel reason in a packet comment is shown and settles a close call.
 func TestKernelReasonComment(t *testing.T) {
 	var c Capture

@@ -105,8 +105,7 @@ func analyze(t testing.TB, name string, raw []byte) Data {
 
 func runEngine(t testing.TB, name string, rd *pcapio.Reader) Data {
 	t.Helper()
-	var tally report.Tally
-	incs, st, err := engine.Run(rd, engine.Options{OnConn: tally.Add})
+	incs, st, err := engine.Run(rd, engine.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -114,7 +113,7 @@ func runEngine(t testing.TB, name string, rd *pcapio.Reader) Data {
 	for _, inc := range incs {
 		counts[inc.Cause]++
 	}
-	return Data{Input: report.Input{Name: name, Format: rd.Format()}, Stats: st, Tally: &tally,
+	return Data{Input: report.Input{Name: name, Format: rd.Format()}, Stats: st,
 		Incidents: incs, Counts: counts}
 }
 

@@ -46,7 +46,6 @@ const DefaultMaxLines = 24
 type Data struct {
 	Input       report.Input
 	Stats       engine.Stats
-	Tally       *report.Tally // may be nil (no connection states then)
 	Incidents   []*diagnose.Incident
 	Counts      map[cause.ID]int // incidents per cause, including those not kept in detail
 	NotDetailed int              // incidents counted by the diagnoser but not kept
@@ -139,11 +138,7 @@ func build(d Data) page {
 	if d.MaxLines <= 0 {
 		d.MaxLines = DefaultMaxLines
 	}
-	t := d.Tally
-	if t == nil {
-		t = &report.Tally{}
-	}
-	s := report.Summary(d.Input, d.Stats, t, d.Counts, d.NotDetailed)
+	s := report.Summary(d.Input, d.Stats, d.Counts, d.NotDetailed)
 	p := page{
 		Title:   "rstscope report: " + d.Input.Name,
 		Summary: s, Bytes: human.Bytes(s.Bytes), Duration: durText(int64(s.Duration * 1e9)),

@@ -71,7 +71,7 @@ func (r *Result) Text(w io.Writer, color bool) {
 			counts[inc.Cause]++
 		}
 		in := report.Input{Name: "lab capture of " + sc.Name, Format: "live"}
-		report.Text(w, in, r.Stats, &r.tally, r.Incidents, counts, 0, report.TextOptions{Color: color})
+		report.Text(w, in, r.Stats, r.Incidents, counts, 0, report.TextOptions{Color: color})
 	}
 	if r.KernelRSTs > 0 || len(r.Unmatched) > 0 {
 		fmt.Fprintf(w, "\nkernel: %d RST(s) sent by this host's TCP stack matched to captured packets (reasons shown above as packet notes)", r.KernelRSTs)
@@ -151,12 +151,12 @@ func (r *Result) JSON(w io.Writer) error {
 		}
 	}
 	in := report.Input{Name: "lab capture of " + r.Scenario.Name, Format: "live"}
-	return enc.Encode(report.Summary(in, r.Stats, &r.tally, counts, 0))
+	return enc.Encode(report.Summary(in, r.Stats, counts, 0))
 }
 
 // HTML writes the run's incidents as the self-contained HTML report.
 func (r *Result) HTML(w io.Writer) error {
 	in := report.Input{Name: "lab capture of " + r.Scenario.Name, Format: "live"}
-	return htmlreport.Write(w, htmlreport.Data{Input: in, Stats: r.Stats, Tally: &r.tally,
+	return htmlreport.Write(w, htmlreport.Data{Input: in, Stats: r.Stats,
 		Incidents: r.Incidents, Counts: r.Stats.Incidents, NotDetailed: r.Stats.NotDetailed})
 }

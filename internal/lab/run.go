@@ -8,12 +8,10 @@ import (
 	"time"
 
 	"github.com/rstscope/rstscope/internal/cause"
-	"github.com/rstscope/rstscope/internal/conntrack"
 	"github.com/rstscope/rstscope/internal/diagnose"
 	"github.com/rstscope/rstscope/internal/engine"
 	"github.com/rstscope/rstscope/internal/ktrace"
 	"github.com/rstscope/rstscope/internal/pcapio"
-	"github.com/rstscope/rstscope/internal/report"
 	"github.com/rstscope/rstscope/internal/source"
 )
 
@@ -36,7 +34,6 @@ type Result struct {
 	// Unavailable is set when the scenario could not run here at all
 	// (missing programs, no root): exit status 2, not a failed check.
 	Unavailable bool
-	tally       report.Tally
 }
 
 // Check is one expectation and whether it held.
@@ -107,7 +104,7 @@ func Run(ctx context.Context, sc *Scenario, o Options) *Result {
 	}
 	res.KernelRSTs, res.Unmatched = sess.annotate()
 	res.Frames = sess.frames
-	pl := engine.NewPipeline(engine.Options{OnConn: func(c *conntrack.Conn) { res.tally.Add(c) }})
+	pl := engine.NewPipeline(engine.Options{})
 	for i := range sess.frames {
 		pl.Feed(&sess.frames[i], uint64(i+1))
 	}

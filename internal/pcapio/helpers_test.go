@@ -4,11 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
-	"fmt"
 	"io"
-	"os"
-	"path/filepath"
-	"slices"
 	"testing"
 
 	"github.com/rstscope/rstscope/internal/source"
@@ -166,137 +162,15 @@ func copyFrame(f *source.Frame) frame {
 	return frame{f.Timestamp, f.LinkType, f.Interface, f.OrigLen, string(f.Data), f.Comment, f.Offset}
 }
 
-// readAll reads every frame of data; err is nil at a clean end. It reads
-// data every way the package can, and fails the test unless they all
-// agree: through a buffer (NewReader on a bytes.Reader: the Reader and
-// results it returns), and in place from a file that Open maps, with the
-// default window and with windows so small that records meet their
-// boundaries everywhere.
+// readAll reads every frame of data; err is nil at a clean end.
 func readAll(t testing.TB, data []byte) (*Reader, []frame, error) {
-	t.Helper()
-	r, frames, err := readBuffered(t, data)
-	path := filepath.Join(t.TempDir(), "capture")
-	if err := os.WriteFile(path, data, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	for _, window := range []int{mmapWindow, 1, 61} {
-		mr, mframes, merr := readMapped(t, path, window)
-		what := fmt.Sprintf("mapped file (window %d)", window)
-		if r == nil {
-			if merr == nil || merr.Error() != path+": "+err.Error() {
-				t.Fatalf("%s: NewReader failed with %v, but Open with %v", what, err, merr)
-			}
-			continue
-		}
-		checkSame(t, what, r, frames, err, mr, mframes, merr)
-		if want := len(data) > 0 && mappable(data); mr.Stable() != want {
-			t.Errorf("%s: Stable() = %v, want %v", what, mr.Stable(), want)
-		}
-		if r.Stable() {
-			t.Errorf("buffered reader: Stable() = true")
-		}
-		if err == nil && mr.BytesRead() != r.BytesRead() {
-			t.Errorf("%s: BytesRead() = %d, want %d", what, mr.BytesRead(), r.BytesRead())
-		}
-	}
-	return r, frames, err
-}
-
-// readBuffered reads data through NewReader, and checks that an error
-// sticks.
-func readBuffered(t testing.TB, data []byte) (*Reader, []frame, error) {
 	t.Helper()
 	r, err := NewReader(bytes.NewReader(data))
 	if err != nil {
-		if r != nil {
-			t.Fatal("NewReader returned a reader and an error")
-		}
 		return nil, nil, err
 	}
 	frames, err := drain(r)
-	checkSticky(t, "buffered reader", r, err)
 	return r, frames, err
-}
-
-// readMapped reads the file at path through open with the given window,
-// mapping it whatever its size. For a Stable reader it keeps every frame's
-// Data, not a copy, and checks they all still hold the frame's bytes after
-// the last Next. It closes the reader.
-func readMapped(t testing.TB, path string, window int) (*Reader, []frame, error) {
-	t.Helper()
-	r, err := open(path, nil, mapOpts{minSize: 0, window: window})
-	if err != nil {
-		if r != nil {
-			t.Fatal("open returned a reader and an error")
-		}
-		return nil, nil, err
-	}
-	var frames []frame
-	var datas [][]byte
-	var f source.Frame
-	for {
-		err = r.Next(&f)
-		if err != nil {
-			break
-		}
-		frames = append(frames, copyFrame(&f))
-		datas = append(datas, f.Data)
-	}
-	if errors.Is(err, io.EOF) {
-		err = nil
-	}
-	checkSticky(t, "mapped file", r, err)
-	if r.Stable() {
-		for i, d := range datas {
-			if string(d) != frames[i].data {
-				t.Fatalf("mapped file: frame %d's Data changed before Close", i)
-			}
-		}
-	}
-	if cerr := r.Close(); cerr != nil {
-		t.Errorf("mapped file: Close: %v", cerr)
-	}
-	if nerr := r.Next(&f); nerr == nil || nerr == io.EOF {
-		t.Errorf("mapped file: Next after Close returned %v, want an error", nerr)
-	}
-	return r, frames, err
-}
-
-// checkSticky checks that Next, after returning err (nil: io.EOF), returns
-// the same again.
-func checkSticky(t testing.TB, what string, r *Reader, err error) {
-	t.Helper()
-	want := err
-	if want == nil {
-		want = io.EOF
-	}
-	var f source.Frame
-	if again := r.Next(&f); again != want {
-		t.Errorf("%s: Next after %v returned %v", what, want, again)
-	}
-}
-
-// checkSame fails the test unless a second way of reading (got) gave the
-// same frames, error and reader state as the first (want).
-func checkSame(t testing.TB, what string, want *Reader, wantFrames []frame, wantErr error,
-	got *Reader, gotFrames []frame, gotErr error) {
-	t.Helper()
-	if !slices.Equal(gotFrames, wantFrames) {
-		t.Errorf("%s: %d frames differ from the %d read through a buffer", what, len(gotFrames), len(wantFrames))
-	}
-	if (gotErr == nil) != (wantErr == nil) || (gotErr != nil && gotErr.Error() != wantErr.Error()) {
-		t.Errorf("%s: error %v, want %v", what, gotErr, wantErr)
-	}
-	var gfe, wfe *FormatError
-	if errors.As(gotErr, &gfe) != errors.As(wantErr, &wfe) ||
-		(gfe != nil && (gfe.Offset != wfe.Offset || gfe.Record != wfe.Record || gfe.Msg != wfe.Msg)) {
-		t.Errorf("%s: error %#v, want %#v", what, gotErr, wantErr)
-	}
-	if got.Format() != want.Format() || !slices.Equal(got.LinkTypes(), want.LinkTypes()) ||
-		got.OverSnaplen() != want.OverSnaplen() {
-		t.Errorf("%s: format %q, link types %v, over snaplen %d; want %q, %v, %d", what,
-			got.Format(), got.LinkTypes(), got.OverSnaplen(), want.Format(), want.LinkTypes(), want.OverSnaplen())
-	}
 }
 
 func drain(r *Reader) ([]frame, error) {

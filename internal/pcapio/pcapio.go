@@ -3,9 +3,8 @@
 // sections and interfaces, either byte order) and either of them gzipped.
 //
 // The reader is hand-written rather than built on gopacket/pcapgo for two
-// reasons: speed (no allocation per packet, no copy: Frame.Data points into
-// the reader's buffer, or into the file itself when Open maps it into
-// memory) and correctness on the inputs rstscope cares about
+// reasons: speed (one large buffer, no allocation per packet, Frame.Data
+// points into the buffer) and correctness on the inputs rstscope cares about
 // (pcapgo silently drops pcapng packets whose interface has a different link
 // type than the first one, and does not check a block's captured length
 // against the block).
@@ -13,13 +12,6 @@
 // Every length read from a file is checked before it is used, so no input
 // makes the reader panic, and memory stays bounded: the buffer grows only as
 // far as the largest record actually present, and never beyond 16 MiB.
-//
-// Two ways of reading share all the parsing code. Open maps a regular,
-// uncompressed file of at least 64 KiB into memory (read-only) and parses it
-// in place: no read calls, no copy. Everything else (NewReader, stdin, pipes,
-// gzip, small files, and any file that cannot be mapped) is read through one
-// reused buffer. The results, errors included, are the same either way;
-// only the lifetime of Frame.Data differs (see Reader.Stable).
 package pcapio
 
 import (
@@ -86,11 +78,6 @@ var errClosed = errors.New("pcapio: reader is closed")
 
 // Reader reads frames from a pcap or pcapng file, gzipped or not. It
 // implements source.Source.
-//
-// How long a frame's Data stays valid depends on how the input is read, and
-// Stable reports which: until the next call to Next (read through a buffer),
-// or until Close (a file mapped into memory). Never use Data after Close: a
-// mapped file is unmapped, and touching its memory then crashes the program.
 type Reader struct {
 	// Input: raw counts bytes taken from the caller's reader; src is what the
 	// records are parsed from (raw itself, or a gzip reader on top of it).
@@ -101,21 +88,10 @@ type Reader struct {
 
 	// The buffer: unread bytes are buf[pos:end], and buf[pos] is at offset
 	// off in the (decompressed) stream.
-	//
-	// Read in place (a mapped file), buf is the whole input (read-only)
-	// and pos is the same as off; end moves forward a window at a time
-	// (see fillInPlace), and rerr becomes io.EOF when end reaches the end
-	// of the file (or an error if the file shrank).
 	buf      []byte
 	pos, end int
 	off      int64
 	rerr     error // sticky error from src, io.EOF included
-
-	inPlace  bool     // buf is the whole input (normally mapping); nothing is copied
-	mapping  []byte   // the file's mapping, to advise and unmap; nil if not mapped
-	file     *os.File // the mapped file
-	released int      // mapping[:released] has been released (MADV_DONTNEED)
-	window   int      // how far fillInPlace moves end at least
 
 	err    error // sticky error from Next
 	record int   // number of records (pcap) or blocks (pcapng) consumed
@@ -165,15 +141,9 @@ func NewReader(r io.Reader) (*Reader, error) {
 	rd := &Reader{buf: make([]byte, initialBufSize)}
 	rd.raw.r = r
 	rd.src = &rd.raw
-	return rd.start()
-}
-
-// start sniffs the input and reads the pcap file header; buf, or src, is
-// set up.
-func (rd *Reader) start() (*Reader, error) {
 	rd.fill(4)
 	head := rd.buf[rd.pos:rd.end]
-	if isGzip(head) {
+	if len(head) >= 2 && head[0] == magicGzip[0] && head[1] == magicGzip[1] {
 		// Hand what is already buffered, then the rest, to gzip; the
 		// decompressed stream starts again at offset 0.
 		pre := append([]byte(nil), head...)
@@ -246,27 +216,7 @@ func notCapture(rd *Reader, head []byte) error {
 
 // Open opens the capture file at path; "-" means stdin (os.Stdin if stdin
 // is nil). Closing the returned Reader closes the file, but not stdin.
-//
-// A regular, uncompressed file of at least 64 KiB is mapped into memory and
-// read in place (Stable reports true). Its size is taken when it is opened:
-// whatever is appended later is not read. A mapped file must not shrink
-// while it is being read. The reader checks the size every 4 MiB and stops
-// with a *FormatError saying the file shrank, but pages already handed out
-// can vanish in between, and touching a vanished page kills the process
-// (SIGBUS). Other inputs (standard input, pipes, devices, gzip, smaller
-// files) and any file that cannot be mapped are read through a buffer.
 func Open(path string, stdin io.Reader) (*Reader, error) {
-	return open(path, stdin, mapOpts{minSize: mmapMinSize, window: mmapWindow})
-}
-
-// mapOpts says which files open maps, and how it reads them.
-type mapOpts struct {
-	minSize int64 // map regular files of at least this many bytes; never if negative
-	window  int   // see mmapWindow
-}
-
-// open is Open, with the mapping made to measure.
-func open(path string, stdin io.Reader, o mapOpts) (*Reader, error) {
 	if path == "-" {
 		if stdin == nil {
 			stdin = os.Stdin
@@ -281,18 +231,6 @@ func open(path string, stdin io.Reader, o mapOpts) (*Reader, error) {
 	if err != nil {
 		return nil, err
 	}
-	if o.minSize >= 0 {
-		if m := mapFile(f, o.minSize); m != nil {
-			r, err := newInPlaceReader(m, f, o.window)
-			if err != nil {
-				munmap(m)
-				f.Close()
-				return nil, fmt.Errorf("%s: %w", path, err)
-			}
-			r.closer = f
-			return r, nil
-		}
-	}
 	r, err := NewReader(f)
 	if err != nil {
 		f.Close()
@@ -302,38 +240,10 @@ func open(path string, stdin io.Reader, o mapOpts) (*Reader, error) {
 	return r, nil
 }
 
-// newInPlaceReader reads a capture file that is entirely in memory at m,
-// in place, window bytes at a time (see mmapWindow). If f is not nil, m is
-// f mapped into memory: the reader releases its pages as it goes, watches
-// f's size, and Close unmaps m. m must not start with the gzip magic (see
-// mappable).
-func newInPlaceReader(m []byte, f *os.File, window int) (*Reader, error) {
-	if !mappable(m) {
-		return nil, errors.New("pcapio: compressed input cannot be read in place")
-	}
-	rd := &Reader{buf: m, inPlace: true, window: max(window, 1)}
-	if f != nil {
-		rd.mapping, rd.file = m, f
-	}
-	return rd.start()
-}
-
-// mappable reports whether a file starting with head can be read in place:
-// anything but gzip.
-func mappable(head []byte) bool { return !isGzip(head) }
-
-func isGzip(head []byte) bool {
-	return len(head) >= 2 && head[0] == magicGzip[0] && head[1] == magicGzip[1]
-}
-
-// Next fills f with the next frame. It returns io.EOF at the clean end of
-// the input; a damaged input gives a *FormatError (frames before it remain
-// valid), and every later call returns the same error.
-//
-// f.Comment is always a copy. f.Data points into the reader's memory: when
-// Stable reports false it is valid until the next call to Next; when
-// Stable reports true it, and any slice of it, stays valid until Close, so
-// it can be handed to another goroutine without copying.
+// Next fills f with the next frame. f.Data and f.Comment are valid until
+// the next call. It returns io.EOF at the clean end of the input; a damaged
+// input gives a *FormatError (frames before it remain valid), and every
+// later call returns the same error.
 func (r *Reader) Next(f *source.Frame) error {
 	if r.err != nil {
 		return r.err
@@ -350,20 +260,7 @@ func (r *Reader) Next(f *source.Frame) error {
 	return err
 }
 
-// Stable reports whether the Data of the frames Next returns stays valid
-// until Close (true: the file is mapped into memory and Data points into
-// the mapping), rather than only until the next call to Next (false: Data
-// points into a buffer that the next call overwrites). It does not change
-// over the Reader's life.
-//
-// When Stable is true, Data (and any slice of it) can be kept or handed to
-// other goroutines without copying, until Close; it is read-only memory,
-// and writing to it crashes the program.
-func (r *Reader) Stable() bool { return r.inPlace }
-
-// Close releases the buffer, unmaps the file if it was mapped, and closes
-// the file if Open opened it. Frame.Data must not be used after Close,
-// whatever Stable says: touching unmapped memory crashes the program.
+// Close releases the buffer and closes the file if Open opened it.
 func (r *Reader) Close() error {
 	if r.err == errClosed {
 		return nil
@@ -372,10 +269,6 @@ func (r *Reader) Close() error {
 	r.buf = nil
 	r.pos, r.end = 0, 0
 	var err error
-	if r.mapping != nil {
-		err = munmap(r.mapping)
-		r.mapping = nil
-	}
 	if r.gz != nil {
 		err = r.gz.Close()
 	}
@@ -398,14 +291,8 @@ func (r *Reader) LinkTypes() []uint32 { return append([]uint32(nil), r.linkTypes
 
 // BytesRead returns how many bytes of the input (compressed bytes for gzip)
 // have been consumed so far, for progress reporting. Because of read-ahead
-// it runs up to a buffer's size ahead of the frames returned (but not for a
-// mapped file, which has no read-ahead).
-func (r *Reader) BytesRead() int64 {
-	if r.Stable() {
-		return r.off
-	}
-	return r.raw.n
-}
+// it runs up to a buffer's size ahead of the frames returned.
+func (r *Reader) BytesRead() int64 { return r.raw.n }
 
 // OverSnaplen returns how many classic pcap records so far had a captured
 // length larger than the file header's snaplen. Such records are accepted
@@ -428,10 +315,6 @@ func (r *Reader) addLinkType(lt uint32) {
 // input ended or failed (then r.rerr is set). The buffer grows only as far
 // as data actually arrives, so a bogus length does not allocate.
 func (r *Reader) fill(n int) {
-	if r.inPlace {
-		r.fillInPlace(n)
-		return
-	}
 	empty := 0
 	for r.end-r.pos < n && r.rerr == nil {
 		if r.end == len(r.buf) {

@@ -404,7 +404,15 @@ func TestErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, frames, err := readAll(t, tt.data) // checks the error sticks
+			r, err := NewReader(bytes.NewReader(tt.data))
+			var frames []frame
+			if err == nil {
+				frames, err = drain(r)
+				var f source.Frame
+				if again := r.Next(&f); again != err {
+					t.Errorf("second Next after the error returned %v, want the same error", again)
+				}
+			}
 			if err == nil {
 				t.Fatalf("no error, %d frames", len(frames))
 			}

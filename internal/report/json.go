@@ -172,28 +172,11 @@ type SummaryJSON struct {
 	ReadError    string            `json:"read_error,omitempty"`
 }
 
-// Tally counts connections by state as they finish.
-type Tally struct {
-	States map[string]uint64
-	Resets uint64
-}
-
-// Add counts one finished connection.
-func (t *Tally) Add(c *conntrack.Conn) {
-	if t.States == nil {
-		t.States = map[string]uint64{}
-	}
-	t.States[c.State()]++
-	if _, ok := c.ResetBy(); ok {
-		t.Resets++
-	}
-}
-
 // Summary builds the summary object.
-func Summary(in Input, st engine.Stats, t *Tally, counts map[cause.ID]int, notDetailed int) SummaryJSON {
+func Summary(in Input, st engine.Stats, counts map[cause.ID]int, notDetailed int) SummaryJSON {
 	s := SummaryJSON{Type: "summary", File: in.Name, Format: in.Format, Packets: st.Frames, TCPPackets: st.TCP,
 		OtherPackets: st.NotTCP, Malformed: st.Malformed, Skipped: st.Skipped, Truncated: st.Truncated,
-		Bytes: st.Bytes, Connections: st.Track.Conns, ConnStates: t.States, Resets: t.Resets,
+		Bytes: st.Bytes, Connections: st.Track.Conns, ConnStates: st.States, Resets: st.Resets,
 		Incidents: map[string]int{}, NotDetailed: notDetailed, Evicted: st.Track.Evicted,
 		PeakLive: st.Track.PeakLive, Retransmits: st.Track.Retransmits, Comments: st.Comments, ReadError: in.ReadError}
 	if s.ConnStates == nil {

@@ -8,7 +8,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/rstscope/rstscope/internal/conntrack"
 	"github.com/rstscope/rstscope/internal/engine"
 	"github.com/rstscope/rstscope/internal/pcapio"
 	"github.com/rstscope/rstscope/internal/report"
@@ -23,13 +22,12 @@ func render(t *testing.T, name string, data []byte, color bool) []byte {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var tally report.Tally
-	incs, st, err := engine.Run(rd, engine.Options{OnConn: func(c *conntrack.Conn) { tally.Add(c) }})
+	incs, st, err := engine.Run(rd, engine.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	var b bytes.Buffer
-	report.Text(&b, report.Input{Name: name, Format: rd.Format()}, st, &tally, incs, st.Incidents, st.NotDetailed, report.TextOptions{Color: color})
+	report.Text(&b, report.Input{Name: name, Format: rd.Format()}, st, incs, st.Incidents, st.NotDetailed, report.TextOptions{Color: color})
 	return b.Bytes()
 }
 

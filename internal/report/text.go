@@ -44,7 +44,7 @@ func (p painter) c(code, s string) string {
 
 // Text writes the human report: capture facts, connections by state, causes
 // with counts, then every incident with its timeline, explanation and advice.
-func Text(w io.Writer, in Input, st engine.Stats, t *Tally, incs []*diagnose.Incident, counts map[cause.ID]int, notDetailed int, o TextOptions) {
+func Text(w io.Writer, in Input, st engine.Stats, incs []*diagnose.Incident, counts map[cause.ID]int, notDetailed int, o TextOptions) {
 	if o.MaxIncidents == 0 {
 		o.MaxIncidents = 50
 	}
@@ -52,7 +52,7 @@ func Text(w io.Writer, in Input, st engine.Stats, t *Tally, incs []*diagnose.Inc
 		o.MaxLines = 24
 	}
 	p := painter(o.Color)
-	s := Summary(in, st, t, counts, notDetailed)
+	s := Summary(in, st, counts, notDetailed)
 	fmt.Fprintf(w, "%s %s: %s, %s, %d packets (%d TCP), %s",
 		p.c(bold, "rstscope"), cli.Clean(in.Name), s.Format, strings.Join(s.LinkTypes, " + "), s.Packets, s.TCPPackets, human.Bytes(s.Bytes))
 	if s.Packets > 0 {

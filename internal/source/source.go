@@ -16,8 +16,9 @@ const (
 	LinkSLL2     uint32 = 276 // Linux cooked capture v2
 )
 
-// Frame is one captured frame. Sources reuse its memory: Data (and Comment)
-// are valid only until the next call to Next on the same source.
+// Frame is one captured frame. Sources reuse its memory: Data is valid only
+// until the next call to Next on the same source. Comment is a string of its
+// own.
 type Frame struct {
 	Timestamp int64  // capture time, Unix nanoseconds
 	LinkType  uint32 // LINKTYPE_* of Data

@@ -1,0 +1,206 @@
+package engine
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"reflect"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/rstscope/rstscope/internal/conntrack"
+	"github.com/rstscope/rstscope/internal/decode"
+	"github.com/rstscope/rstscope/internal/diagnose"
+	"github.com/rstscope/rstscope/internal/pcapio"
+	. "github.com/rstscope/rstscope/internal/testcap"
+)
+
+// mixedCapture interleaves many connections of every kind the diagnosis
+// knows from one proxy's point of view, so that a sharded run splits
+// related connections (a 502 and its refused upstream) between shards.
+func mixedCapture(conns int) []byte {
+	var segs []Seg
+	req := "GET /x HTTP/1.1\r\nHost: h\r\n\r\n"
+	ok := "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+	bad := "HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n"
+	rq, rs := uint32(len(req)), uint32(len(ok))
+	for i := 0; i < conns; i++ {
+		t := float64(i) * 0.0037 // a few hundred connections a second, overlapping
+		cli := fmt.Sprintf("10.0.%d.%d:%d", i/250%250, i%250+1, 20000+i%40000)
+		proxy := "10.9.0.1:80"
+		hs := func(t float64, c, s string) {
+			segs = append(segs,
+				Seg{At: t, From: c, To: s, Flags: S, Seq: 1000, Win: 65535, TS: true},
+				Seg{At: t + 0.001, From: s, To: c, Flags: SA, Seq: 5000, Ack: 1001, Win: 65535, TS: true},
+				Seg{At: t + 0.002, From: c, To: s, Flags: A, Seq: 1001, Ack: 5001, Win: 512, TS: true})
+		}
+		switch i % 5 {
+		case 0: // refused
+			segs = append(segs, Seg{At: t, From: cli, To: "10.9.0.2:81", Flags: S, Seq: 1000, Win: 65535},
+				Seg{At: t + 0.0001, From: "10.9.0.2:81", To: cli, Flags: RA, Ack: 1001})
+		case 1: // clean request and close
+			hs(t, cli, proxy)
+			segs = append(segs,
+				Seg{At: t + 0.01, From: cli, To: proxy, Flags: PA, Seq: 1001, Ack: 5001, Win: 512, Payload: req, TS: true},
+				Seg{At: t + 0.02, From: proxy, To: cli, Flags: PA, Seq: 5001, Ack: 1001 + rq, Win: 512, Payload: ok, TS: true},
+				Seg{At: t + 0.03, From: cli, To: proxy, Flags: FA, Seq: 1001 + rq, Ack: 5001 + rs, Win: 512, TS: true},
+				Seg{At: t + 0.04, From: proxy, To: cli, Flags: FA, Seq: 5001 + rs, Ack: 1002 + rq, Win: 512, TS: true},
+				Seg{At: t + 0.05, From: cli, To: proxy, Flags: A, Seq: 1002 + rq, Ack: 5002 + rs, Win: 512, TS: true})
+		case 2: // 502: the proxy's upstream connection is refused meanwhile
+			up := fmt.Sprintf("10.9.0.1:%d", 30000+i%30000)
+			hs(t, cli, proxy)
+			segs = append(segs,
+				Seg{At: t + 0.01, From: cli, To: proxy, Flags: PA, Seq: 1001, Ack: 5001, Win: 512, Payload: req, TS: true},
+				Seg{At: t + 0.011, From: up, To: "10.9.1.1:8080", Flags: S, Seq: 7000, Win: 65535},
+				Seg{At: t + 0.0111, From: "10.9.1.1:8080", To: up, Flags: RA, Ack: 7001},
+				Seg{At: t + 0.012, From: proxy, To: cli, Flags: PA, Seq: 5001, Ack: 1001 + rq, Win: 512, Payload: bad, TS: true})
+		case 3: // stale keep-alive: request, idle, server FIN, request, RST
+			hs(t, cli, proxy)
+			fin := 5001 + rs
+			segs = append(segs,
+				Seg{At: t + 0.01, From: cli, To: proxy, Flags: PA, Seq: 1001, Ack: 5001, Win: 512, Payload: req, TS: true},
+				Seg{At: t + 0.02, From: proxy, To: cli, Flags: PA, Seq: 5001, Ack: 1001 + rq, Win: 512, Payload: ok, TS: true},
+				Seg{At: t + 2.02, From: proxy, To: cli, Flags: FA, Seq: fin, Ack: 1001 + rq, Win: 512, TS: true},
+				Seg{At: t + 2.021, From: cli, To: proxy, Flags: A, Seq: 1001 + rq, Ack: fin + 1, Win: 512, TS: true},
+				Seg{At: t + 3.0, From: cli, To: proxy, Flags: PA, Seq: 1001 + rq, Ack: fin + 1, Win: 512, Payload: req, TS: true},
+				Seg{At: t + 3.001, From: proxy, To: cli, Flags: R, Seq: fin + 1})
+		case 4: // SYNs nobody answers
+			segs = append(segs, Seg{At: t, From: cli, To: "10.9.0.3:443", Flags: S, Seq: 1000, Win: 65535},
+				Seg{At: t + 1, From: cli, To: "10.9.0.3:443", Flags: S, Seq: 1000, Win: 65535})
+		}
+	}
+	sort.SliceStable(segs, func(i, j int) bool { return segs[i].At < segs[j].At })
+	var c Capture
+	for _, s := range segs {
+		c.Add(s)
+	}
+	return c.Pcap()
+}
+
+type runResult struct {
+	incidents string
+	stats     Stats
+}
+
+func runWith(t *testing.T, data []byte, workers int) runResult {
+	t.Helper()
+	rd, err := pcapio.NewReader(bytes.NewReader(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	incs, st, err := Run(rd, Options{Workers: workers})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := json.MarshalIndent(incs, "", " ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return runResult{string(b), st}
+}
+
+// comparable blanks what is documented to differ between a sharded run
+// and a run on one goroutine: the peak of live connections.
+func comparable(st Stats) Stats {
+	st.Track.PeakLive = 0
+	return st
+}
+
+func sameResults(t *testing.T, name string, seq, par runResult, workers int) {
+	t.Helper()
+	if !reflect.DeepEqual(comparable(seq.stats), comparable(par.stats)) {
+		t.Errorf("%s: %d workers: stats differ:\n one: %+v\nmany: %+v", name, workers, seq.stats, par.stats)
+	}
+	if seq.incidents != par.incidents {
+		a, b := strings.Split(seq.incidents, "\n"), strings.Split(par.incidents, "\n")
+		for i := 0; i < len(a) && i < len(b); i++ {
+			if a[i] != b[i] {
+				t.Errorf("%s: %d workers: incidents differ at line %d:\n one: %s\nmany: %s", name, workers, i+1, a[i], b[i])
+				return
+			}
+		}
+		t.Errorf("%s: %d workers: %d lines of incidents, want %d", name, workers, len(b), len(a))
+	}
+}
+
+// Tracking in shards gives the same connections, incidents (in the same
+// order, with the same uids and related connections) and counters as one
+// tracker, on a capture where related connections fall in different shards.
+func TestShardedSameAsSequential(t *testing.T) {
+	data := mixedCapture(6000)
+	seq := runWith(t, data, 1)
+	if seq.stats.Track.Conns < 6000 || seq.stats.Incidents["upstream-failure"] < 1000 {
+		t.Fatalf("capture too tame: %+v", seq.stats)
+	}
+	// The test is only worth something if 502s and their upstream
+	// connections were split between shards.
+	var split int
+	var incs []*diagnose.Incident
+	json.Unmarshal([]byte(seq.incidents), &incs)
+	for _, inc := range incs {
+		if inc.Cause != "upstream-failure" || len(inc.RelatedConns) == 0 || inc.Conn == nil {
+			continue
+		}
+		if shardOfAddrs(inc.Conn.Client, inc.Conn.Server, 2) != shardOfAddrs(inc.RelatedConns[0].Client, inc.RelatedConns[0].Server, 2) {
+			split++
+		}
+	}
+	if split == 0 {
+		t.Fatal("no 502 has its upstream connection in another shard")
+	}
+	t.Logf("%d conns, %d incidents, %d 502s split across shards", seq.stats.Track.Conns, len(incs), split)
+	for _, w := range []int{2, 3, 8} {
+		par := runWith(t, data, w)
+		sameResults(t, "mixed", seq, par, w)
+	}
+}
+
+// shardOfAddrs is shardOf for a connection given as "ip:port" strings.
+func shardOfAddrs(a, b string, n int) int {
+	var c Capture
+	c.Add(Seg{From: a, To: b, Flags: S})
+	var p decode.Parsed
+	p.Decode(c.Frames[0].LinkType, c.Frames[0].Data)
+	return shardOf(&p, n)
+}
+
+// The same on every capture in ../shared/captures.
+func TestShardedSharedCaptures(t *testing.T) {
+	var files []string
+	filepath.Walk("../../../shared/captures", func(path string, info os.FileInfo, err error) error {
+		if err == nil && !info.IsDir() && (strings.HasSuffix(path, ".pcap") || strings.HasSuffix(path, ".pcapng") || strings.HasSuffix(path, ".trace")) {
+			files = append(files, path)
+		}
+		return nil
+	})
+	if len(files) == 0 {
+		t.Skip("no ../shared/captures beside the repository")
+	}
+	t.Logf("%d captures", len(files))
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		seq := runWith(t, data, 1)
+		for _, w := range []int{2, 5} {
+			sameResults(t, filepath.Base(f), seq, runWith(t, data, w), w)
+		}
+	}
+}
+
+// The connection cap is split between shards.
+func TestShardedConnCap(t *testing.T) {
+	data := mixedCapture(3000)
+	rd, _ := pcapio.NewReader(bytes.NewReader(data))
+	_, st, err := Run(rd, Options{Workers: 4, Track: conntrack.Config{MaxConns: 40}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Track.Evicted == 0 || st.Track.PeakLive > 40 {
+		t.Errorf("cap 40 over 4 shards: evicted %d, peak %d", st.Track.Evicted, st.Track.PeakLive)
+	}
+}
