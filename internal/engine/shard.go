@@ -66,7 +66,7 @@ func runSharded(src source.Source, opt Options, n int) ([]*diagnose.Incident, St
 	if perShard <= 0 {
 		perShard = conntrack.DefaultMaxConns
 	}
-	perShard = (perShard + n - 1) / n
+	perShard = max(perShard/n, 1) // the sum stays within the cap
 
 	shards := make([]*shard, n)
 	var wg sync.WaitGroup
