@@ -57,7 +57,7 @@ func shardOf(p *decode.Parsed, n int) int {
 	h := p.SrcWords[0] ^ p.SrcWords[1] ^ p.DstWords[0] ^ p.DstWords[1] ^ uint64(p.SrcPort^p.DstPort)
 	h ^= uint64(p.SrcPort) * uint64(p.DstPort) // keeps a<->b symmetric, breaks port-only patterns
 	h *= 0x9e3779b97f4a7c15
-	return int((h >> 32) % uint64(n))
+	return int((h >> 32) * uint64(n) >> 32) // the top bits scaled to [0, n), no division
 }
 
 func runSharded(src source.Source, opt Options, n int) ([]*diagnose.Incident, Stats, error) {
