@@ -215,7 +215,11 @@ func parseHeaders(m *HTTPMsg, h []byte) int64 {
 		if colon <= 0 {
 			continue
 		}
-		name, val := line[:colon], bytes.TrimSpace(line[colon+1:])
+		name := line[:colon]
+		if len(name) != 14 && len(name) != 10 { // none of the three below
+			continue
+		}
+		val := bytes.TrimSpace(line[colon+1:])
 		switch {
 		case bytes.EqualFold(name, []byte("Content-Length")):
 			var n int64
