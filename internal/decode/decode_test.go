@@ -148,9 +148,8 @@ func runCases(t *testing.T, cases []decodeCase) {
 	t.Helper()
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			var p Parsed
 			// Start from garbage: Decode must overwrite every field.
-			p = Parsed{Status: ShortTCP, IPVersion: 9, SrcPort: 1, Payload: []byte("junk"), Truncated: true,
+			p := Parsed{Status: ShortTCP, IPVersion: 9, SrcPort: 1, Payload: []byte("junk"), Truncated: true,
 				Tunneled: true, Opts: Options{MSS: 9, SACK: true}}
 			p.Decode(tc.link, tc.frame)
 			checkParsed(t, tc.frame, p, tc.want)
