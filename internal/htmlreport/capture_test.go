@@ -157,8 +157,12 @@ func scenario3(target, reason, comment string) *capture {
 // proxy502 is the article's second scenario: nginx (10.0.0.2) receives
 // GET /test, its connect to the dead upstream 10.0.0.3:8080 is refused, and
 // it answers 502.
-func proxy502() *capture {
-	cl, px, pxu, up := hp("10.0.0.1:50312"), hp("10.0.0.2:80"), hp("10.0.0.2:41766"), hp("10.0.0.3:8080")
+func proxy502() *capture { return proxy502From("10.0.0.2:41766") }
+
+// proxy502From is proxy502 with the proxy's upstream connection opened from
+// upstreamSide (another address of the proxy, when not 10.0.0.2).
+func proxy502From(upstreamSide string) *capture {
+	cl, px, pxu, up := hp("10.0.0.1:50312"), hp("10.0.0.2:80"), hp(upstreamSide), hp("10.0.0.3:8080")
 	c := newCapture()
 	get := "GET /test HTTP/1.1\r\nHost: 10.0.0.2\r\n\r\n"
 	resp := "HTTP/1.1 502 Bad Gateway\r\nServer: nginx\r\nContent-Length: 0\r\nConnection: keep-alive\r\n\r\n"

@@ -112,11 +112,18 @@ func buildDiagram(inc *diagnose.Incident, mark map[uint64]bool, maxLines int) di
 				d.Lanes[1].Addr += ", " + rc.Client
 			}
 		} else {
-			d.Lanes = append(d.Lanes, lane{Role: "client", Addr: rc.Client})
+			// A proxy error's related connection is its upstream leg even
+			// when the proxy opened it from another address (a second
+			// interface; on loopback, 127.0.0.1 for a proxy on 127.0.0.5).
+			role := "client"
+			if inc.Kind == diagnose.KindHTTPError {
+				role, d.Lanes[1].Role = "proxy", "proxy"
+			}
+			d.Lanes = append(d.Lanes, lane{Role: role, Addr: rc.Client})
 			cl = len(d.Lanes) - 1
 		}
 		d.Lanes = append(d.Lanes, lane{Role: "upstream", Addr: rc.Server})
-		if cl != 1 {
+		if cl != 1 && inc.Kind != diagnose.KindHTTPError {
 			d.Lanes[len(d.Lanes)-1].Role = "server"
 		}
 		connLanes = append(connLanes, [2]int{cl, len(d.Lanes) - 1})

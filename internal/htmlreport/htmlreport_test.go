@@ -190,7 +190,17 @@ func TestScenario3(t *testing.T) {
 // lifelines (client, proxy, upstream) on one time axis, so the upstream's
 // RST lies just above the 502.
 func TestProxy502(t *testing.T) {
-	d := analyze(t, "proxy502.pcapng", proxy502().bytes(t))
+	testProxy502(t, proxy502(), "client,proxy,upstream", true)
+}
+
+// A proxy that reaches its upstream from another address: the upstream leg's
+// first lifeline is the proxy's, not a client's.
+func TestProxy502OtherAddress(t *testing.T) {
+	testProxy502(t, proxy502From("10.0.1.2:41766"), "client,proxy,proxy,upstream", false)
+}
+
+func testProxy502(t *testing.T, c *capture, wantRoles string, checkGolden bool) {
+	d := analyze(t, "proxy502.pcapng", c.bytes(t))
 	var up int = -1
 	for i, inc := range d.Incidents {
 		if inc.Cause == cause.UpstreamFailure {
@@ -201,7 +211,9 @@ func TestProxy502(t *testing.T) {
 		t.Fatalf("engine gave no upstream-failure with its related connection: %v", d.Counts)
 	}
 	page := render(t, d)
-	golden(t, "proxy502.html", page)
+	if checkGolden {
+		golden(t, "proxy502.html", page)
+	}
 	doc := parse(t, page)
 	sec := sectionOf(t, doc, fmt.Sprintf("inc-%d", up+1))
 	var roles []string
@@ -210,8 +222,8 @@ func TestProxy502(t *testing.T) {
 			roles = append(roles, text(tx))
 		}
 	}
-	if strings.Join(roles, ",") != "client,proxy,upstream" {
-		t.Errorf("lifelines %v, want client,proxy,upstream", roles)
+	if strings.Join(roles, ",") != wantRoles {
+		t.Errorf("lifelines %v, want %s", roles, wantRoles)
 	}
 	// In time order: the upstream's RST comes right before the 502.
 	var order []string
