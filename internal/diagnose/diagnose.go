@@ -252,6 +252,10 @@ func (d *Diagnoser) Finish() []*Incident {
 		d.setWake()
 		return d.incidents
 	}
+	// In time order, so that the result does not depend on the order the
+	// connections finished in (or on how shards were merged): an earlier
+	// proxy error claims its upstream failure first.
+	sort.Slice(d.httpErrors, func(i, j int) bool { return incidentLess(d.httpErrors[i], d.httpErrors[j]) })
 	for _, he := range d.httpErrors {
 		d.correlate(he)
 		d.add(he)
