@@ -224,6 +224,10 @@ func TestShardedSameAsSequentialRandom(t *testing.T) {
 			at += rng.Float64() * 0.01
 			a := fmt.Sprintf("10.1.%d.%d:%d", rng.Intn(3), rng.Intn(5)+1, 40000+rng.Intn(8))
 			b := fmt.Sprintf("10.2.0.%d:%d", rng.Intn(3)+1, 80+rng.Intn(2))
+			if rng.Intn(4) == 0 {
+				a = fmt.Sprintf("[2001:db8::%x]:%d", rng.Intn(5)+1, 40000+rng.Intn(8))
+				b = fmt.Sprintf("[2001:db8:1::%x]:%d", rng.Intn(3)+1, 80+rng.Intn(2))
+			}
 			if rng.Intn(2) == 0 {
 				a, b = b, a
 			}
