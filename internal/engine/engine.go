@@ -223,6 +223,9 @@ func (pl *Pipeline) Close() ([]*diagnose.Incident, Stats) {
 	return incs, pl.stats
 }
 
+// Live returns how many connections are tracked now.
+func (pl *Pipeline) Live() int { return pl.tr.Stats().Live }
+
 // Diagnoser exposes the counts of incidents per cause.
 func (pl *Pipeline) Diagnoser() *diagnose.Diagnoser { return pl.dg }
 

@@ -1,14 +1,11 @@
 package watch
 
 import (
-	"net/netip"
 	"time"
 
 	"github.com/rstscope/rstscope/internal/conntrack"
-	"github.com/rstscope/rstscope/internal/decode"
 	"github.com/rstscope/rstscope/internal/diagnose"
 	"github.com/rstscope/rstscope/internal/engine"
-	"github.com/rstscope/rstscope/internal/source"
 )
 
 // The engine. Watch runs one engine pipeline for its whole life, with the
@@ -38,28 +35,12 @@ const settleMargin = 2 * time.Second
 // upstream connection to finish.
 func (w *Watcher) settleDelay() time.Duration { return w.cfg.Linger + settleMargin }
 
-// flowKey names a connection regardless of direction.
-type flowKey struct{ a, b netip.AddrPort }
-
-func makeKey(a, b netip.AddrPort) flowKey {
-	if b.Compare(a) < 0 {
-		a, b = b, a
-	}
-	return flowKey{a, b}
-}
-
-func keyOf(p *decode.Parsed) flowKey {
-	return makeKey(netip.AddrPortFrom(p.Src, p.SrcPort), netip.AddrPortFrom(p.Dst, p.DstPort))
-}
-
 // newPipeline sets up the engine.
 func (w *Watcher) newPipeline() {
-	w.live = map[flowKey]struct{}{}
 	w.pl = engine.NewPipeline(engine.Options{
 		Track:    conntrack.Config{MaxConns: w.cfg.MaxConns, Linger: int64(w.cfg.Linger), Inactive: int64(w.cfg.Idle)},
 		Diagnose: diagnose.Options{Stream: true, Settle: int64(w.settleDelay())},
 		OnConn: func(c *conntrack.Conn) {
-			delete(w.live, makeKey(c.Ep[0].Addr, c.Ep[1].Addr))
 			w.stats.Conns++
 			if c.Evicted {
 				w.stats.Evicted++
@@ -67,19 +48,4 @@ func (w *Watcher) newPipeline() {
 		},
 		OnIncident: w.incident,
 	})
-}
-
-// route feeds a decoded frame (w.p holds its decoding) to the engine.
-func (w *Watcher) route(f *source.Frame, num uint64) {
-	if w.p.Status != decode.OK {
-		w.pl.Feed(f, num) // counted by the engine as not TCP or malformed
-		return
-	}
-	// The key first: saving an incident found during Feed decodes
-	// recorded packets into w.p.
-	k := keyOf(&w.p)
-	w.pl.Feed(f, num)
-	// Whatever the engine finished during Feed, the packet's own
-	// connection is live now.
-	w.live[k] = struct{}{}
 }

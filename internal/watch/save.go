@@ -158,3 +158,17 @@ func (w *Watcher) writeEvidence(inc *diagnose.Incident) (string, error) {
 	}
 	return name, nil
 }
+
+// flowKey names a connection regardless of direction.
+type flowKey struct{ a, b netip.AddrPort }
+
+func makeKey(a, b netip.AddrPort) flowKey {
+	if b.Compare(a) < 0 {
+		a, b = b, a
+	}
+	return flowKey{a, b}
+}
+
+func keyOf(p *decode.Parsed) flowKey {
+	return makeKey(netip.AddrPortFrom(p.Src, p.SrcPort), netip.AddrPortFrom(p.Dst, p.DstPort))
+}

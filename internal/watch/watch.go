@@ -177,7 +177,6 @@ type Watcher struct {
 	nextFeed uint64
 	p        decode.Parsed
 	pl       *engine.Pipeline
-	live     map[flowKey]struct{} // connections the engine tracks
 	lastTick int64
 	nInc     int
 	saveTok  float64
@@ -437,7 +436,7 @@ func (w *Watcher) feedFront() {
 			}
 		}
 	}
-	w.route(&f, e.seq)
+	w.pl.Feed(&f, e.seq)
 }
 
 // tick advances the engine's clock when traffic is quiet (so ended
@@ -525,7 +524,7 @@ func (w *Watcher) snapshotStats() Stats {
 	st := w.stats
 	st.Elapsed = time.Since(w.start)
 	st.Incidents = w.nInc
-	st.LiveConns = len(w.live)
+	st.LiveConns = w.pl.Live()
 	st.RecorderBytes, st.RecorderPkts = w.rec.bytes, w.rec.n
 	if w.rec.n > 0 {
 		st.RecorderSpan = time.Duration(w.rec.newest - w.rec.oldestTS())
