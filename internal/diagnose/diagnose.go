@@ -465,8 +465,7 @@ func (d *Diagnoser) correlate(he *Incident) {
 	var best *failure
 	bestScore := -1.0
 	for _, f := range d.failures {
-		// Not the proxy error's own connection (compared by snapshot, not
-		// uid: shards of one capture may repeat connection IDs).
+		// Not the proxy error's own connection.
 		if f.snap == he.Conn {
 			continue
 		}
