@@ -121,19 +121,18 @@ func analyze(env *cli.Env, path string, o analyzeOpts) int {
 	defer out.Flush()
 	var spool report.Spool
 	defer spool.Close()
-	enc := json.NewEncoder(&spool)
-	enc.SetEscapeHTML(false)
 	if o.conns {
 		out.WriteString(report.ConnHeader)
 	}
 	// Rows are written as connections finish, in one order: only the text
 	// report lets the engine track connections on several goroutines.
 	var onConn func(c *conntrack.Conn)
+	var row []byte
 	switch {
 	case o.conns:
-		onConn = func(c *conntrack.Conn) { report.ConnLine(out, c) }
+		onConn = func(c *conntrack.Conn) { row = report.AppendConnLine(row[:0], c); out.Write(row) }
 	case o.json:
-		onConn = func(c *conntrack.Conn) { enc.Encode(report.Conn(c)) }
+		onConn = func(c *conntrack.Conn) { row = report.AppendConn(row[:0], c); spool.Write(row) }
 	}
 	prog := newProgress(env.Stderr, path, rd, !o.quiet && !o.json && !o.conns)
 	incs, st, rerr := engine.Run(rd, engine.Options{

@@ -10,7 +10,7 @@ import (
 // --json) without holding them all in memory: past a limit it moves them to
 // a temporary file, removed by Close.
 type Spool struct {
-	Limit int // bytes kept in memory; default 8 MiB
+	Limit int // bytes kept in memory; default 1 MiB
 	buf   bytes.Buffer
 	file  *os.File
 	err   error
@@ -23,7 +23,7 @@ func (s *Spool) Write(p []byte) (int, error) {
 	if s.file == nil {
 		limit := s.Limit
 		if limit == 0 {
-			limit = 8 << 20
+			limit = 1 << 20
 		}
 		if s.buf.Len()+len(p) <= limit {
 			return s.buf.Write(p)

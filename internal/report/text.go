@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"strconv"
 	"strings"
 	"unicode/utf8"
 
@@ -342,9 +343,34 @@ func wrap(s string, indent, width int) string {
 // separated): ts uid client server duration client_bytes server_bytes
 // conn_state history client_pkts server_pkts.
 func ConnLine(w io.Writer, c *conntrack.Conn) {
-	fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%.6f\t%d\t%d\t%s\t%s\t%d\t%d\n",
-		RFC3339(c.Start), diagnose.UID(c.ID), c.Client(), c.Server(), float64(c.Duration())/1e9,
-		c.Ep[0].Size(), c.Ep[1].Size(), c.State(), c.History(), c.Ep[0].Pkts, c.Ep[1].Pkts)
+	var buf [256]byte
+	w.Write(AppendConnLine(buf[:0], c))
+}
+
+// AppendConnLine appends c's ConnLine row to b.
+func AppendConnLine(b []byte, c *conntrack.Conn) []byte {
+	b = appendTime(b, c.Start)
+	b = append(b, '\t')
+	b = append(b, diagnose.UID(c.ID)...)
+	b = append(b, '\t')
+	b = c.Client().AppendTo(b)
+	b = append(b, '\t')
+	b = c.Server().AppendTo(b)
+	b = append(b, '\t')
+	b = strconv.AppendFloat(b, float64(c.Duration())/1e9, 'f', 6, 64)
+	b = append(b, '\t')
+	b = strconv.AppendUint(b, c.Ep[0].Size(), 10)
+	b = append(b, '\t')
+	b = strconv.AppendUint(b, c.Ep[1].Size(), 10)
+	b = append(b, '\t')
+	b = append(b, c.State()...)
+	b = append(b, '\t')
+	b = append(b, c.History()...)
+	b = append(b, '\t')
+	b = strconv.AppendUint(b, c.Ep[0].Pkts, 10)
+	b = append(b, '\t')
+	b = strconv.AppendUint(b, c.Ep[1].Pkts, 10)
+	return append(b, '\n')
 }
 
 // ConnHeader is the header line for ConnLine rows.
