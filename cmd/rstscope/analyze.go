@@ -56,7 +56,7 @@ func analyzeFlags(fs *flag.FlagSet) func(env *cli.Env, args []string) int {
 	maxInc := fs.Int("max-incidents", 10000, "incidents kept in detail; more are counted only")
 	show := fs.Int("show", 50, "incidents printed in full in the text report")
 	noColor := fs.Bool("no-color", false, "no colours even on a terminal (NO_COLOR is honoured too)")
-	workers := fs.Int("workers", 0, "goroutines tracking connections (0: one per CPU; --json and --conns use one, to keep their order)")
+	workers := fs.Int("workers", 0, "goroutines tracking connections (0: one per CPU; with 1, --json and --conns rows come in the order connections finish)")
 	return func(env *cli.Env, args []string) int {
 		if len(args) != 1 {
 			fmt.Fprintln(env.Stderr, "rstscope analyze: give one capture file, or - for standard input\nRun 'rstscope analyze --help' for usage.")
@@ -124,21 +124,22 @@ func analyze(env *cli.Env, path string, o analyzeOpts) int {
 	if o.conns {
 		out.WriteString(report.ConnHeader)
 	}
-	// Rows are written as connections finish, in one order: only the text
-	// report lets the engine track connections on several goroutines.
-	var onConn func(c *conntrack.Conn)
-	var row []byte
+	// Connection rows are made by the engine, on as many goroutines as it
+	// tracks on (see engine.Options.Row).
+	var row func(b []byte, c *conntrack.Conn) []byte
+	var rowsTo io.Writer
 	switch {
 	case o.conns:
-		onConn = func(c *conntrack.Conn) { row = report.AppendConnLine(row[:0], c); out.Write(row) }
+		row, rowsTo = report.AppendConnLine, out
 	case o.json:
-		onConn = func(c *conntrack.Conn) { row = report.AppendConn(row[:0], c); spool.Write(row) }
+		row, rowsTo = report.AppendConn, &spool
 	}
 	prog := newProgress(env.Stderr, path, rd, !o.quiet && !o.json && !o.conns)
 	incs, st, rerr := engine.Run(rd, engine.Options{
 		Track:    conntrack.Config{MaxConns: o.maxConns},
 		Diagnose: diagnose.Options{MaxIncidents: o.maxInc},
-		OnConn:   onConn,
+		Row:      row,
+		RowsTo:   rowsTo,
 		Progress: prog.update,
 		Workers:  o.workers,
 	})

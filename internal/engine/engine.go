@@ -32,6 +32,13 @@ type Options struct {
 	OnIncident func(inc *diagnose.Incident)
 	// Progress, if set, is called about every 65536 packets.
 	Progress func(packets uint64)
+	// Row, if set, appends a row for a finished connection to b (such as
+	// report.AppendConn) and Run writes the rows to RowsTo. Unlike OnConn,
+	// Row may be called on several goroutines at once, so Run can still
+	// track in shards; the rows then come in an order fixed by the input
+	// and the number of workers (see runSharded).
+	Row    func(b []byte, c *conntrack.Conn) []byte
+	RowsTo io.Writer
 	// Workers is how many goroutines Run tracks connections on: 0 picks
 	// GOMAXPROCS (at most maxWorkers), 1 keeps everything on the calling
 	// goroutine. Run uses one when OnConn or OnIncident is set.
@@ -86,6 +93,11 @@ type Pipeline struct {
 	// link type counts, batched: a map increment per packet is measurable
 	lastLT  uint32
 	ltCount uint64
+	// rows collects Options.Row's rows: on a shard, into the batch being
+	// tracked (see runSharded); otherwise into a buffer written to RowsTo
+	// at once.
+	rows *[]byte
+	own  []byte
 }
 
 func (pl *Pipeline) flushLT() {
@@ -112,6 +124,14 @@ func (pl *Pipeline) finished(c *conntrack.Conn) {
 	}
 	if pl.opt.OnConn != nil {
 		pl.opt.OnConn(c)
+	}
+	if pl.opt.Row != nil {
+		if pl.rows != nil {
+			*pl.rows = pl.opt.Row(*pl.rows, c)
+		} else {
+			pl.own = pl.opt.Row(pl.own[:0], c)
+			pl.opt.RowsTo.Write(pl.own)
+		}
 	}
 	n := pl.dg.Pending()
 	pl.dg.Conn(c, pl.now)

@@ -26,6 +26,13 @@ import (
 // incidents and their order are the same as on one goroutine. What differs:
 // the connection cap (Config.MaxConns) applies per shard, split evenly, and
 // the peak of live connections is the sum of the shards' peaks.
+//
+// Rows (Options.Row) are made by the shards, into the batch they were
+// tracking when the connection finished, and written by the reading
+// goroutine in the order it sent the batches; at the end it finishes the
+// connections still open itself, shard after shard. That order depends only on the input and the
+// number of shards, not on timing; it is not the order one goroutine would
+// give, since a shard's clock moves only with its own packets.
 
 const (
 	shardBatchLen = 2048 // packets per batch
@@ -42,13 +49,59 @@ type shardBatch struct {
 	ts    [shardBatchLen]int64
 	note  [shardBatchLen]string
 	arena []byte
+	sh    *shard
+	rows  []byte        // rows of the connections finished while tracking it
+	done  chan struct{} // tracked
 }
 
 type shard struct {
 	pl   *Pipeline
 	in   chan *shardBatch
-	free chan *shardBatch
+	free []*shardBatch // tracked and written out: the reader's to fill
 	cur  *shardBatch
+}
+
+// sent is the reader's queue of batches handed to shards, oldest first:
+// a batch is reused only once it was tracked and its rows written, in this
+// order.
+type sent struct {
+	q    []*shardBatch
+	head int
+	out  io.Writer // nil: no rows
+}
+
+// retire waits for the oldest batch sent, writes its rows and gives it back
+// to its shard.
+func (s *sent) retire() {
+	b := s.q[s.head]
+	s.q[s.head] = nil
+	s.head++
+	if s.head == len(s.q) {
+		s.q, s.head = s.q[:0], 0
+	}
+	<-b.done
+	if s.out != nil && len(b.rows) > 0 {
+		s.out.Write(b.rows)
+	}
+	b.rows = b.rows[:0]
+	b.sh.free = append(b.sh.free, b)
+}
+
+// take returns a batch for sh to fill, retiring older ones until one is
+// free.
+func (s *sent) take(sh *shard) *shardBatch {
+	for len(sh.free) == 0 {
+		s.retire()
+	}
+	b := sh.free[len(sh.free)-1]
+	sh.free = sh.free[:len(sh.free)-1]
+	return b
+}
+
+// send hands b to its shard.
+func (s *sent) send(b *shardBatch) {
+	s.q = append(s.q, b)
+	b.sh.in <- b
 }
 
 // shardOf picks a shard from the connection's endpoints; swapping them gives
@@ -69,16 +122,20 @@ func runSharded(src source.Source, opt Options, n int) ([]*diagnose.Incident, St
 	perShard = max(perShard/n, 1) // the sum stays within the cap
 
 	shards := make([]*shard, n)
+	out := &sent{out: opt.RowsTo}
+	if opt.Row == nil {
+		out.out = nil
+	}
 	var wg sync.WaitGroup
 	for i := range shards {
 		so := opt
 		so.Track.MaxConns = perShard
 		so.Progress = nil
-		sh := &shard{pl: NewPipeline(so), in: make(chan *shardBatch, shardBatches), free: make(chan *shardBatch, shardBatches)}
+		sh := &shard{pl: NewPipeline(so), in: make(chan *shardBatch, shardBatches)}
 		for j := 0; j < shardBatches; j++ {
-			sh.free <- &shardBatch{}
+			sh.free = append(sh.free, &shardBatch{sh: sh, done: make(chan struct{}, 1)})
 		}
-		sh.cur = <-sh.free
+		sh.cur = out.take(sh)
 		shards[i] = sh
 		wg.Add(1)
 		go func() {
@@ -122,8 +179,8 @@ func runSharded(src source.Source, opt Options, n int) ([]*diagnose.Incident, St
 			b.n++
 			if b.n == shardBatchLen {
 				b.now = rd.now
-				sh.in <- b
-				sh.cur = <-sh.free
+				out.send(b)
+				sh.cur = out.take(sh)
 			}
 		}
 		if opt.Progress != nil && st.Frames&0xffff == 0 {
@@ -132,10 +189,19 @@ func runSharded(src source.Source, opt Options, n int) ([]*diagnose.Incident, St
 	}
 	for _, sh := range shards {
 		sh.cur.now = rd.now
-		sh.in <- sh.cur
+		out.send(sh.cur)
 		close(sh.in)
 	}
+	for len(out.q) > 0 {
+		out.retire()
+	}
 	wg.Wait()
+	// The connections still open are finished here, shard after shard, so
+	// that their rows go straight out in that order.
+	for _, sh := range shards {
+		sh.pl.now = rd.now
+		sh.pl.tr.Flush()
+	}
 
 	// Merge: one diagnoser correlates and orders everything.
 	rd.flushLT()
@@ -159,11 +225,12 @@ func runSharded(src source.Source, opt Options, n int) ([]*diagnose.Incident, St
 	return incs, *st, rerr
 }
 
-// work tracks the batches of one shard, then finishes its connections.
+// work tracks the batches of one shard.
 func (sh *shard) work() {
 	pl := sh.pl
 	var swept int64
 	for b := range sh.in {
+		pl.rows = &b.rows
 		for i := 0; i < b.n; i++ {
 			if ts := b.ts[i]; ts > pl.now {
 				pl.now = ts
@@ -181,10 +248,7 @@ func (sh *shard) work() {
 		}
 		clear(b.note[:b.n])
 		b.n, b.arena = 0, b.arena[:0]
-		select {
-		case sh.free <- b:
-		default: // the last batch
-		}
+		pl.rows = nil
+		b.done <- struct{}{}
 	}
-	pl.tr.Flush()
 }

@@ -159,6 +159,52 @@ func TestShardedSameAsSequential(t *testing.T) {
 	}
 }
 
+// rowsWith runs data with Options.Row making one line per connection and
+// returns the rows as written.
+func rowsWith(t *testing.T, data []byte, workers int) string {
+	t.Helper()
+	rd, err := pcapio.NewReader(bytes.NewReader(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	row := func(b []byte, c *conntrack.Conn) []byte {
+		return fmt.Appendf(b, "%d %s %s %s %s %d/%d\n", c.ID, c.Client(), c.Server(), c.State(), c.History(), c.Ep[0].Pkts, c.Ep[1].Pkts)
+	}
+	_, st, err := Run(rd, Options{Workers: workers, Row: row, RowsTo: &out})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(out.String(), "\n"); uint64(n) != st.Track.Conns {
+		t.Fatalf("%d workers: %d rows for %d connections", workers, n, st.Track.Conns)
+	}
+	return out.String()
+}
+
+func sortedLines(s string) string {
+	l := strings.Split(strings.TrimSuffix(s, "\n"), "\n")
+	sort.Strings(l)
+	return strings.Join(l, "\n")
+}
+
+// Rows made on several goroutines: the same rows as on one, in an order that
+// is the same on every run with the same number of workers.
+func TestShardedRows(t *testing.T) {
+	data := mixedCapture(3000)
+	one := rowsWith(t, data, 1)
+	for _, w := range []int{2, 3} {
+		many := rowsWith(t, data, w)
+		if sortedLines(many) != sortedLines(one) {
+			t.Errorf("%d workers: not the same rows as one goroutine", w)
+		}
+		for i := 0; i < 3; i++ {
+			if again := rowsWith(t, data, w); again != many {
+				t.Fatalf("%d workers: rows in another order on run %d", w, i+2)
+			}
+		}
+	}
+}
+
 // shardOfAddrs is shardOf for a connection given as "ip:port" strings.
 func shardOfAddrs(a, b string, n int) int {
 	var c Capture
@@ -239,6 +285,9 @@ func TestShardedSameAsSequentialRandom(t *testing.T) {
 		seq := runWith(t, data, 1)
 		sameResults(t, fmt.Sprintf("seed %d", seed), seq, runWith(t, data, 2), 2)
 		sameResults(t, fmt.Sprintf("seed %d", seed), seq, runWith(t, data, 5), 5)
+		if sortedLines(rowsWith(t, data, 1)) != sortedLines(rowsWith(t, data, 2)) {
+			t.Errorf("seed %d: rows differ between one goroutine and two", seed)
+		}
 		if t.Failed() {
 			return
 		}
