@@ -2,7 +2,6 @@ package htmlreport
 
 import (
 	"bytes"
-	"encoding/binary"
 	"net/netip"
 	"os"
 	"testing"
@@ -12,85 +11,26 @@ import (
 	"github.com/rstscope/rstscope/internal/engine"
 	"github.com/rstscope/rstscope/internal/pcapio"
 	"github.com/rstscope/rstscope/internal/report"
-	"github.com/rstscope/rstscope/internal/source"
+	"github.com/rstscope/rstscope/internal/testcap"
 )
 
-// This file builds small captures by hand (Ethernet, IPv4, TCP; checksums
-// left zero, which the decoder does not check) and runs the real engine on
-// them, so the report is tested on incidents the engine really produces.
+// This file builds small captures with internal/testcap and runs the real
+// engine on them, so the report is tested on incidents the engine really
+// produces.
 
-// host is one TCP endpoint of a hand-made capture.
-type host struct {
-	ip   netip.Addr
-	port uint16
-}
+// capture is a testcap.Capture with the milliseconds-based pkt these tests
+// were written with.
+type capture struct{ testcap.Capture }
 
-func hp(s string) host {
-	ap := netip.MustParseAddrPort(s)
-	return host{ap.Addr(), ap.Port()}
-}
+func newCapture() *capture { return &capture{} }
 
-// capture accumulates frames; t0 is the capture's start (Unix ns).
-type capture struct {
-	t0     int64
-	frames []source.Frame
-	ipid   uint16
-}
-
-const t0 = int64(1_700_000_000_000_000_000) // 2023-11-14T22:13:20Z
-
-func newCapture() *capture { return &capture{t0: t0} }
-
-// pkt adds one TCP segment at ms milliseconds after the start.
-func (c *capture) pkt(ms float64, from, to host, flags decode.Flags, seq, ack uint32, win uint16, payload, comment string) {
-	c.ipid++
-	tcp := make([]byte, 20, 20+len(payload))
-	binary.BigEndian.PutUint16(tcp[0:], from.port)
-	binary.BigEndian.PutUint16(tcp[2:], to.port)
-	binary.BigEndian.PutUint32(tcp[4:], seq)
-	binary.BigEndian.PutUint32(tcp[8:], ack)
-	tcp[12] = 5 << 4
-	tcp[13] = byte(flags)
-	binary.BigEndian.PutUint16(tcp[14:], win)
-	tcp = append(tcp, payload...)
-	ip := make([]byte, 20, 20+len(tcp))
-	ip[0] = 0x45
-	binary.BigEndian.PutUint16(ip[2:], uint16(20+len(tcp)))
-	binary.BigEndian.PutUint16(ip[4:], c.ipid)
-	ip[8] = 64
-	ip[9] = 6
-	f4, t4 := from.ip.As4(), to.ip.As4()
-	copy(ip[12:], f4[:])
-	copy(ip[16:], t4[:])
-	ip = append(ip, tcp...)
-	eth := []byte{0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 1, 0x08, 0x00}
-	data := append(eth, ip...)
-	c.frames = append(c.frames, source.Frame{Timestamp: c.t0 + int64(ms*1e6), LinkType: 1,
-		OrigLen: len(data), Data: data, Comment: comment})
+// pkt adds one TCP segment at ms milliseconds after testcap.T0.
+func (c *capture) pkt(ms float64, from, to string, flags decode.Flags, seq, ack uint32, win uint16, payload, comment string) {
+	c.Add(testcap.Seg{At: ms / 1e3, From: from, To: to, Flags: flags, Seq: seq, Ack: ack, Win: win, Payload: payload, Comment: comment})
 }
 
 // bytes writes the capture as pcapng (which keeps packet comments).
-func (c *capture) bytes(t testing.TB) []byte {
-	t.Helper()
-	var b bytes.Buffer
-	w, err := pcapio.NewNgWriter(&b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	iface, err := w.AddInterface(1, 0, "eth0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := range c.frames {
-		if err := w.WritePacket(iface, &c.frames[i]); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := w.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	return b.Bytes()
-}
+func (c *capture) bytes(testing.TB) []byte { return c.Pcapng() }
 
 // analyze runs the engine on a capture and returns the report's Data, as
 // `rstscope analyze` would build it.
@@ -133,7 +73,7 @@ const (
 // comment the pcapng comment on the RST (the kernel's reason, as watch
 // writes it).
 func scenario3(target, reason, comment string) *capture {
-	cl, sv := hp("10.211.55.10:52814"), hp("10.211.55.5:80")
+	cl, sv := "10.211.55.10:52814", "10.211.55.5:80"
 	c := newCapture()
 	const ci, si = 1000, 5000
 	get1 := "GET /test HTTP/1.1\r\nHost: 10.211.55.5\r\nConnection: Keep-Alive\r\nUser-Agent: okhttp/3.14.9\r\n\r\n"
@@ -162,7 +102,7 @@ func proxy502() *capture { return proxy502From("10.0.0.2:41766") }
 // proxy502From is proxy502 with the proxy's upstream connection opened from
 // upstreamSide (another address of the proxy, when not 10.0.0.2).
 func proxy502From(upstreamSide string) *capture {
-	cl, px, pxu, up := hp("10.0.0.1:50312"), hp("10.0.0.2:80"), hp(upstreamSide), hp("10.0.0.3:8080")
+	cl, px, pxu, up := "10.0.0.1:50312", "10.0.0.2:80", upstreamSide, "10.0.0.3:8080"
 	c := newCapture()
 	get := "GET /test HTTP/1.1\r\nHost: 10.0.0.2\r\n\r\n"
 	resp := "HTTP/1.1 502 Bad Gateway\r\nServer: nginx\r\nContent-Length: 0\r\nConnection: keep-alive\r\n\r\n"
@@ -197,17 +137,17 @@ func writeMany(t testing.TB, path string, n, refusedEvery int) {
 		t.Fatal(err)
 	}
 	flush := func(c *capture) {
-		for i := range c.frames {
-			if err := w.WritePacket(&c.frames[i]); err != nil {
+		for i := range c.Frames {
+			if err := w.WritePacket(&c.Frames[i]); err != nil {
 				t.Fatal(err)
 			}
 		}
-		c.frames = c.frames[:0]
+		c.Frames = c.Frames[:0]
 	}
-	sv := hp("10.9.0.1:443")
+	sv := "10.9.0.1:443"
 	c := newCapture()
 	for i := 0; i < n; i++ {
-		cl := host{netip.AddrFrom4([4]byte{10, 1, byte(i >> 8), byte(i)}), uint16(40000 + i%20000)}
+		cl := netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 1, byte(i >> 8), byte(i)}), uint16(40000+i%20000)).String()
 		ms := float64(i) * 0.05
 		if i%refusedEvery == 0 {
 			c.pkt(ms, cl, sv, fS, 1, 0, 64240, "", "")
@@ -223,8 +163,8 @@ func writeMany(t testing.TB, path string, n, refusedEvery int) {
 		flush(c)
 	}
 	s3 := scenario3("/test", "200 OK", "")
-	for i := range s3.frames {
-		s3.frames[i].Timestamp += int64(float64(n)*0.05*1e6) + 1e9
+	for i := range s3.Frames {
+		s3.Frames[i].Timestamp += int64(float64(n)*0.05*1e6) + 1e9
 	}
 	flush(s3)
 	if err := w.Flush(); err != nil {
