@@ -235,12 +235,35 @@ func (pl *Pipeline) Close() ([]*diagnose.Incident, Stats) {
 		}
 	}
 	pl.stats.Track = pl.tr.Stats()
-	pl.stats.Incidents = map[cause.ID]int{}
-	for id, n := range pl.dg.Counts() {
-		pl.stats.Incidents[id] = n
-	}
-	pl.stats.NotDetailed = pl.dg.Dropped()
+	pl.stats.countIncidents(pl.dg)
 	return incs, pl.stats
+}
+
+// countIncidents copies dg's counts of incidents per cause, kept in detail
+// or not.
+func (st *Stats) countIncidents(dg *diagnose.Diagnoser) {
+	st.Incidents = map[cause.ID]int{}
+	for id, n := range dg.Counts() {
+		st.Incidents[id] = n
+	}
+	st.NotDetailed = dg.Dropped()
+}
+
+// readAll calls fn for every frame of src, numbered from 1, and returns the
+// error that stopped it (nil at the end of input).
+func readAll(src source.Source, fn func(f *source.Frame, num uint64)) error {
+	var f source.Frame
+	var num uint64
+	for {
+		if err := src.Next(&f); err != nil {
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			return fmt.Errorf("after %d packets: %w", num, err)
+		}
+		num++
+		fn(&f, num)
+	}
 }
 
 // Live returns how many connections are tracked now.
@@ -261,20 +284,7 @@ func Run(src source.Source, opt Options) ([]*diagnose.Incident, Stats, error) {
 		return runSharded(src, opt, n)
 	}
 	pl := NewPipeline(opt)
-	var f source.Frame
-	var num uint64
-	var rerr error
-	for {
-		err := src.Next(&f)
-		if err != nil {
-			if !errors.Is(err, io.EOF) {
-				rerr = fmt.Errorf("after %d packets: %w", num, err)
-			}
-			break
-		}
-		num++
-		pl.Feed(&f, num)
-	}
+	rerr := readAll(src, pl.Feed)
 	incs, st := pl.Close()
 	return incs, st, rerr
 }

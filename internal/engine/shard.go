@@ -1,12 +1,9 @@
 package engine
 
 import (
-	"errors"
-	"fmt"
 	"io"
 	"sync"
 
-	"github.com/rstscope/rstscope/internal/cause"
 	"github.com/rstscope/rstscope/internal/conntrack"
 	"github.com/rstscope/rstscope/internal/decode"
 	"github.com/rstscope/rstscope/internal/diagnose"
@@ -30,9 +27,10 @@ import (
 // Rows (Options.Row) are made by the shards, into the batch they were
 // tracking when the connection finished, and written by the reading
 // goroutine in the order it sent the batches; at the end it finishes the
-// connections still open itself, shard after shard. That order depends only on the input and the
-// number of shards, not on timing; it is not the order one goroutine would
-// give, since a shard's clock moves only with its own packets.
+// connections still open itself, shard after shard. That order depends only
+// on the input and the number of shards, not on timing; it is not the order
+// one goroutine would give, since a shard's clock moves only with its own
+// packets.
 
 const (
 	shardBatchLen = 2048 // packets per batch
@@ -65,22 +63,18 @@ type shard struct {
 // a batch is reused only once it was tracked and its rows written, in this
 // order.
 type sent struct {
-	q    []*shardBatch
-	head int
-	out  io.Writer // nil: no rows
+	q   []*shardBatch // at most shards × shardBatches
+	out io.Writer     // Options.RowsTo
 }
 
 // retire waits for the oldest batch sent, writes its rows and gives it back
 // to its shard.
 func (s *sent) retire() {
-	b := s.q[s.head]
-	s.q[s.head] = nil
-	s.head++
-	if s.head == len(s.q) {
-		s.q, s.head = s.q[:0], 0
-	}
+	b := s.q[0]
+	s.q[0] = nil
+	s.q = s.q[1:]
 	<-b.done
-	if s.out != nil && len(b.rows) > 0 {
+	if len(b.rows) > 0 {
 		s.out.Write(b.rows)
 	}
 	b.rows = b.rows[:0]
@@ -123,9 +117,6 @@ func runSharded(src source.Source, opt Options, n int) ([]*diagnose.Incident, St
 
 	shards := make([]*shard, n)
 	out := &sent{out: opt.RowsTo}
-	if opt.Row == nil {
-		out.out = nil
-	}
 	var wg sync.WaitGroup
 	for i := range shards {
 		so := opt
@@ -144,24 +135,13 @@ func runSharded(src source.Source, opt Options, n int) ([]*diagnose.Incident, St
 		}()
 	}
 
-	var f source.Frame
-	var num uint64
-	var rerr error
 	st := &rd.stats
 	guess := shards[0]
-	for {
-		err := src.Next(&f)
-		if err != nil {
-			if !errors.Is(err, io.EOF) {
-				rerr = fmt.Errorf("after %d packets: %w", num, err)
-			}
-			break
-		}
-		num++
+	rerr := readAll(src, func(f *source.Frame, num uint64) {
 		// Decode straight into the next slot of the shard the previous
 		// packet went to, and copy only when the guess was wrong.
 		p := &guess.cur.p[guess.cur.n]
-		if rd.count(&f, p) {
+		if rd.count(f, p) {
 			sh := shards[shardOf(p, n)]
 			b := sh.cur
 			k := b.n
@@ -186,7 +166,7 @@ func runSharded(src source.Source, opt Options, n int) ([]*diagnose.Incident, St
 		if opt.Progress != nil && st.Frames&0xffff == 0 {
 			opt.Progress(st.Frames)
 		}
-	}
+	})
 	for _, sh := range shards {
 		sh.cur.now = rd.now
 		out.send(sh.cur)
@@ -217,11 +197,7 @@ func runSharded(src source.Source, opt Options, n int) ([]*diagnose.Incident, St
 		st.Resets += sh.pl.stats.Resets
 	}
 	incs := dg.Finish()
-	st.Incidents = map[cause.ID]int{}
-	for id, c := range dg.Counts() {
-		st.Incidents[id] = c
-	}
-	st.NotDetailed = dg.Dropped()
+	st.countIncidents(dg)
 	return incs, *st, rerr
 }
 
