@@ -266,8 +266,9 @@ func readAll(src source.Source, fn func(f *source.Frame, num uint64)) error {
 	}
 }
 
-// Live returns how many connections are tracked now.
-func (pl *Pipeline) Live() int { return pl.tr.Stats().Live }
+// Tracked returns the tracker's counters so far (live connections,
+// finished, evicted, ...).
+func (pl *Pipeline) Tracked() conntrack.Stats { return pl.tr.Stats() }
 
 // Diagnoser exposes the counts of incidents per cause.
 func (pl *Pipeline) Diagnoser() *diagnose.Diagnoser { return pl.dg }

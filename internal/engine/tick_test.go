@@ -25,12 +25,12 @@ func TestTickFinishesWithoutPackets(t *testing.T) {
 		pl.Feed(&c.Frames[i], uint64(i+1))
 	}
 	pl.Tick(T0 + 0.5e9) // still lingering
-	if len(got) != 0 || pl.Live() != 1 {
-		t.Fatalf("diagnosed before the linger passed: %v, %d live", got, pl.Live())
+	if len(got) != 0 || pl.Tracked().Live != 1 {
+		t.Fatalf("diagnosed before the linger passed: %v, %d live", got, pl.Tracked().Live)
 	}
 	pl.Tick(T0 + 2.1e9)
-	if len(got) != 1 || got[0].Cause != "refused" || pl.Live() != 0 {
-		t.Fatalf("after the linger: %d incidents, %d live", len(got), pl.Live())
+	if len(got) != 1 || got[0].Cause != "refused" || pl.Tracked().Live != 0 {
+		t.Fatalf("after the linger: %d incidents, %d live", len(got), pl.Tracked().Live)
 	}
 	if _, st := pl.Close(); st.Frames != 2 {
 		t.Errorf("Tick must not count as a packet: %d frames", st.Frames)

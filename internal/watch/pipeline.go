@@ -38,14 +38,8 @@ func (w *Watcher) settleDelay() time.Duration { return w.cfg.Linger + settleMarg
 // newPipeline sets up the engine.
 func (w *Watcher) newPipeline() {
 	w.pl = engine.NewPipeline(engine.Options{
-		Track:    conntrack.Config{MaxConns: w.cfg.MaxConns, Linger: int64(w.cfg.Linger), Inactive: int64(w.cfg.Idle)},
-		Diagnose: diagnose.Options{Stream: true, Settle: int64(w.settleDelay())},
-		OnConn: func(c *conntrack.Conn) {
-			w.stats.Conns++
-			if c.Evicted {
-				w.stats.Evicted++
-			}
-		},
+		Track:      conntrack.Config{MaxConns: w.cfg.MaxConns, Linger: int64(w.cfg.Linger), Inactive: int64(w.cfg.Idle)},
+		Diagnose:   diagnose.Options{Stream: true, Settle: int64(w.settleDelay())},
 		OnIncident: w.incident,
 	})
 }

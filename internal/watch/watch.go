@@ -524,7 +524,8 @@ func (w *Watcher) snapshotStats() Stats {
 	st := w.stats
 	st.Elapsed = time.Since(w.start)
 	st.Incidents = w.nInc
-	st.LiveConns = w.pl.Live()
+	tr := w.pl.Tracked()
+	st.LiveConns, st.Conns, st.Evicted = tr.Live, tr.Finished, tr.Evicted
 	st.RecorderBytes, st.RecorderPkts = w.rec.bytes, w.rec.n
 	if w.rec.n > 0 {
 		st.RecorderSpan = time.Duration(w.rec.newest - w.rec.oldestTS())
