@@ -215,8 +215,12 @@ func (pl *Pipeline) Tick(ts int64) {
 }
 
 // release moves the streaming diagnoser's clock (see diagnose.Options.Stream)
-// and hands over the proxy errors that settled.
+// and hands over the proxy errors that settled. A batch diagnoser has
+// nothing to release before Close.
 func (pl *Pipeline) release() {
+	if !pl.opt.Diagnose.Stream {
+		return
+	}
 	if n := pl.dg.Pending(); pl.dg.Advance(pl.now) && pl.opt.OnIncident != nil {
 		for _, inc := range pl.dg.Since(n) {
 			pl.opt.OnIncident(inc)
