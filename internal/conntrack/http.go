@@ -71,7 +71,7 @@ func (c *Conn) sniffHTTP(dir Dir, payload []byte, num uint64, ts int64, idle int
 		c.reqPending = true
 	} else if status >= 200 {
 		c.reqPending = false
-		if status >= 502 && status <= 504 {
+		if ProxyError(status) {
 			c.Ep[dir].ProxyErrors++
 		}
 	}
@@ -105,6 +105,11 @@ func methodOf(line []byte) string {
 	}
 	return ""
 }
+
+// ProxyError reports whether status is one a proxy answers with when its
+// upstream failed: 502 Bad Gateway, 503 Service Unavailable, 504 Gateway
+// Timeout.
+func ProxyError(status int) bool { return status >= 502 && status <= 504 }
 
 // addBody counts payload towards the last message in this direction.
 func (c *Conn) addBody(dir Dir, n int) {

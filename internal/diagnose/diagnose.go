@@ -198,7 +198,7 @@ func (d *Diagnoser) Conn(c *conntrack.Conn, now int64) *Snapshot {
 	// connections need no walk over their messages).
 	if c.Ep[conntrack.FromServer].ProxyErrors > 0 {
 		c.EachHTTP(func(m *conntrack.HTTPMsg) bool {
-			if m.Dir == conntrack.FromServer && (m.Status == 502 || m.Status == 503 || m.Status == 504) {
+			if m.Dir == conntrack.FromServer && conntrack.ProxyError(m.Status) {
 				he := httpError(c, snapOnce(), *m)
 				if d.opt.Stream {
 					d.hold(he)
