@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/rstscope/rstscope/internal/netns"
 )
 
 // peerEnv makes the test binary act as a peer process (see TestMain): its
@@ -451,7 +453,7 @@ func TestListenOverflow(t *testing.T) {
 	}
 	for _, abort := range []bool{true, false} {
 		t.Run(fmt.Sprintf("abort_on_overflow=%v", abort), func(t *testing.T) {
-			err := RunInNewNetns(func() error {
+			err := netns.Do(func() error {
 				if _, err := SetAbortOnOverflow(abort); err != nil {
 					return err
 				}

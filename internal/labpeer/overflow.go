@@ -9,7 +9,6 @@ import (
 	"io"
 	"net"
 	"os"
-	"runtime"
 	"strconv"
 	"strings"
 	"time"
@@ -235,50 +234,4 @@ func waitQueueLen(ctx context.Context, addr string, n int) error {
 		}
 		time.Sleep(time.Millisecond)
 	}
-}
-
-// RunInNewNetns runs f on a goroutine locked to an OS thread that has
-// entered a new network namespace with the loopback interface up, and
-// returns f's error. Sockets f creates on its own goroutine live in that
-// namespace (goroutines f starts run in the original one, but sockets
-// accepted from a listener belong to the listener's namespace). The thread
-// is discarded afterwards. Needs root (CAP_SYS_ADMIN).
-func RunInNewNetns(f func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		// Never unlocked: the goroutine's exit then ends the thread, so the
-		// namespace cannot leak to other goroutines.
-		runtime.LockOSThread()
-		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
-			errc <- fmt.Errorf("unshare(CLONE_NEWNET): %w", err)
-			return
-		}
-		if err := loopbackUp(); err != nil {
-			errc <- err
-			return
-		}
-		errc <- f()
-	}()
-	return <-errc
-}
-
-// loopbackUp sets IFF_UP on "lo" with SIOCSIFFLAGS.
-func loopbackUp() error {
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return err
-	}
-	defer unix.Close(fd)
-	ifr, err := unix.NewIfreq("lo")
-	if err != nil {
-		return err
-	}
-	if err := unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, ifr); err != nil {
-		return fmt.Errorf("SIOCGIFFLAGS lo: %w", err)
-	}
-	ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
-	if err := unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr); err != nil {
-		return fmt.Errorf("SIOCSIFFLAGS lo: %w", err)
-	}
-	return nil
 }
