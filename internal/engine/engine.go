@@ -144,8 +144,15 @@ func (pl *Pipeline) finished(c *conntrack.Conn) {
 
 // Feed processes one frame. num is its 1-based number in the input.
 func (pl *Pipeline) Feed(f *source.Frame, num uint64) {
-	if pl.count(f, &pl.p) {
-		pl.add(&pl.p, num, f.Timestamp, f.Comment)
+	pl.p.Decode(f.LinkType, f.Data)
+	pl.FeedDecoded(f, &pl.p, num)
+}
+
+// FeedDecoded is Feed for a caller that has decoded f into p already (watch
+// looks at each packet before the engine does).
+func (pl *Pipeline) FeedDecoded(f *source.Frame, p *decode.Parsed, num uint64) {
+	if pl.tally(f, p) {
+		pl.add(p, num, f.Timestamp, f.Comment)
 		pl.release()
 	}
 	if pl.opt.Progress != nil && pl.stats.Frames&0xffff == 0 {
@@ -156,6 +163,13 @@ func (pl *Pipeline) Feed(f *source.Frame, num uint64) {
 // count decodes f into p and counts it in the input statistics. It
 // reports whether f is a TCP packet to track.
 func (pl *Pipeline) count(f *source.Frame, p *decode.Parsed) bool {
+	p.Decode(f.LinkType, f.Data)
+	return pl.tally(f, p)
+}
+
+// tally counts f, decoded into p, in the input statistics and reports
+// whether it is a TCP packet to track.
+func (pl *Pipeline) tally(f *source.Frame, p *decode.Parsed) bool {
 	st := &pl.stats
 	st.Frames++
 	st.Bytes += uint64(len(f.Data))
@@ -173,7 +187,6 @@ func (pl *Pipeline) count(f *source.Frame, p *decode.Parsed) bool {
 	if f.Timestamp > pl.now {
 		pl.now = f.Timestamp
 	}
-	p.Decode(f.LinkType, f.Data)
 	switch p.Status {
 	case decode.OK:
 	case decode.NotIP, decode.NotTCP:

@@ -436,7 +436,7 @@ func (w *Watcher) feedFront() {
 			}
 		}
 	}
-	w.pl.Feed(&f, e.seq)
+	w.pl.FeedDecoded(&f, &w.p, e.seq)
 }
 
 // tick advances the engine's clock when traffic is quiet (so ended
