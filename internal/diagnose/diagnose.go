@@ -229,6 +229,12 @@ func (d *Diagnoser) Conn(c *conntrack.Conn, now int64) *Snapshot {
 
 func (d *Diagnoser) add(inc *Incident) {
 	d.counts[inc.Cause]++
+	d.keep(inc)
+}
+
+// keep keeps inc in detail, or in batch mode beyond MaxIncidents only counts
+// it as dropped.
+func (d *Diagnoser) keep(inc *Incident) {
 	if !d.opt.Stream && len(d.incidents) >= d.opt.MaxIncidents {
 		d.dropped++
 		return
@@ -309,11 +315,7 @@ func (d *Diagnoser) Merge(o *Diagnoser) {
 	}
 	d.dropped += o.dropped
 	for _, inc := range o.incidents {
-		if len(d.incidents) >= d.opt.MaxIncidents {
-			d.dropped++
-			continue
-		}
-		d.incidents = append(d.incidents, inc)
+		d.keep(inc)
 	}
 	for _, f := range o.failures {
 		if len(d.failures) >= 4*d.opt.MaxIncidents {
