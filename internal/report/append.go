@@ -12,8 +12,9 @@ import (
 	"github.com/rstscope/rstscope/internal/diagnose"
 )
 
-// AppendConn appends c's conn object and a newline to b, byte for byte what
-// a json.Encoder with SetEscapeHTML(false) writes for Conn(c), and returns
+// AppendConn appends c's conn object (the contract in docs/analyze.md) and a
+// newline to b, byte for byte what a json.Encoder with SetEscapeHTML(false)
+// writes for the reference structs in conn_json_test.go, and returns
 // the extended buffer. It builds no intermediate values: --json writes one
 // row per connection, and encoding them by reflection, through a copy of
 // every HTTP line, was a third of the time of `analyze --json` and most of
@@ -68,7 +69,7 @@ func AppendConn(b []byte, c *conntrack.Conn) []byte {
 	return append(b, "]}\n"...)
 }
 
-// appendHTTP appends the object httpJSON(*m) encodes to.
+// appendHTTP appends one HTTP line of a conn object.
 func appendHTTP(b []byte, m *conntrack.HTTPMsg) []byte {
 	if m.Method != "" {
 		b = append(b, `{"dir":"request","method":`...)

@@ -1,4 +1,4 @@
-package report_test
+package report
 
 import (
 	"bytes"
@@ -14,7 +14,6 @@ import (
 	"github.com/rstscope/rstscope/internal/decode"
 	"github.com/rstscope/rstscope/internal/engine"
 	"github.com/rstscope/rstscope/internal/pcapio"
-	"github.com/rstscope/rstscope/internal/report"
 	. "github.com/rstscope/rstscope/internal/testcap"
 )
 
@@ -33,19 +32,19 @@ func checkAppendConn(t *testing.T, name string, data []byte) (conns, lines int) 
 	var got []byte
 	_, _, err = engine.Run(rd, engine.Options{OnConn: func(c *conntrack.Conn) {
 		want.Reset()
-		j := report.Conn(c)
+		j := refConn(c)
 		if err := enc.Encode(j); err != nil {
 			t.Fatal(err)
 		}
-		got = report.AppendConn(got[:0], c)
+		got = AppendConn(got[:0], c)
 		if !bytes.Equal(got, want.Bytes()) && !t.Failed() {
 			t.Errorf("%s: connection %d:\n got %s\nwant %s", name, c.ID, got, want.Bytes())
 		}
 		// The --conns row, against the fmt format it replaced.
 		row := fmt.Sprintf("%s\t%s\t%s\t%s\t%.6f\t%d\t%d\t%s\t%s\t%d\t%d\n",
-			report.RFC3339(c.Start), j.UID, c.Client(), c.Server(), float64(c.Duration())/1e9,
+			RFC3339(c.Start), j.UID, c.Client(), c.Server(), float64(c.Duration())/1e9,
 			c.Ep[0].Size(), c.Ep[1].Size(), c.State(), c.History(), c.Ep[0].Pkts, c.Ep[1].Pkts)
-		if line := report.AppendConnLine(nil, c); string(line) != row && !t.Failed() {
+		if line := AppendConnLine(nil, c); string(line) != row && !t.Failed() {
 			t.Errorf("%s: connection %d row:\n got %q\nwant %q", name, c.ID, line, row)
 		}
 		conns++

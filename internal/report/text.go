@@ -339,15 +339,9 @@ func wrap(s string, indent, width int) string {
 	return b.String()
 }
 
-// ConnLine writes one connection in the manner of Zeek's conn.log (tab
+// AppendConnLine appends one connection in the manner of Zeek's conn.log (tab
 // separated): ts uid client server duration client_bytes server_bytes
 // conn_state history client_pkts server_pkts.
-func ConnLine(w io.Writer, c *conntrack.Conn) {
-	var buf [256]byte
-	w.Write(AppendConnLine(buf[:0], c))
-}
-
-// AppendConnLine appends c's ConnLine row to b.
 func AppendConnLine(b []byte, c *conntrack.Conn) []byte {
 	b = appendTime(b, c.Start)
 	b = append(b, '\t')
@@ -373,5 +367,5 @@ func AppendConnLine(b []byte, c *conntrack.Conn) []byte {
 	return append(b, '\n')
 }
 
-// ConnHeader is the header line for ConnLine rows.
+// ConnHeader is the header line for AppendConnLine rows.
 const ConnHeader = "#ts\tuid\tclient\tserver\tduration\tclient_bytes\tserver_bytes\tconn_state\thistory\tclient_pkts\tserver_pkts\n"
