@@ -287,7 +287,7 @@ func readAll(src source.Source, fn func(f *source.Frame, num uint64)) error {
 // finished, evicted, ...).
 func (pl *Pipeline) Tracked() conntrack.Stats { return pl.tr.Stats() }
 
-// Diagnoser exposes the counts of incidents per cause.
+// Diagnoser returns the pipeline's diagnoser, for inspection.
 func (pl *Pipeline) Diagnoser() *diagnose.Diagnoser { return pl.dg }
 
 // Run reads src to the end through a pipeline. A read error after some
