@@ -8,6 +8,10 @@ import "fmt"
 func Duration(ns int64) string {
 	s := float64(ns) / 1e9
 	switch {
+	case s >= 2*86400:
+		return fmt.Sprintf("%.0f days", s/86400)
+	case s >= 3*3600:
+		return fmt.Sprintf("%.1f h", s/3600)
 	case s >= 10:
 		return fmt.Sprintf("%.0f s", s)
 	case s >= 1:
