@@ -40,6 +40,7 @@ type harness struct {
 	tr   *Tracker
 	done []rec
 	num  uint64
+	tap  func(p decode.Parsed, ts int64) // sees every packet added, if set
 }
 
 func newHarness(t *testing.T, cfg Config) *harness {
@@ -73,6 +74,9 @@ func words(a netip.Addr) [2]uint64 {
 
 func (h *harness) add(p decode.Parsed, ts int64) *Conn {
 	h.num++
+	if h.tap != nil {
+		h.tap(p, ts)
+	}
 	return h.tr.Add(&p, h.num, ts)
 }
 

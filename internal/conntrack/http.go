@@ -15,7 +15,7 @@ const maxTarget = 200
 // serial number on the connection, or -1. The message is parsed before it
 // is given a slot and written there in place: a message is 120 bytes, and
 // copying it twice per segment was measurable.
-func (c *Conn) sniffHTTP(dir Dir, payload []byte, num uint64, ts int64, idle int64, in *interner) int32 {
+func (c *Conn) sniffHTTP(dir Dir, payload []byte, num uint64, ts int64, idle int64, st *storage) int32 {
 	if len(payload) < 8 || payload[0] < 'C' || payload[0] > 'T' {
 		c.addBody(dir, len(payload))
 		return -1
@@ -75,13 +75,13 @@ func (c *Conn) sniffHTTP(dir Dir, payload []byte, num uint64, ts int64, idle int
 			c.Ep[dir].ProxyErrors++
 		}
 	}
-	serial, m := c.nextHTTP()
+	serial, m := c.nextHTTP(st)
 	*m = HTTPMsg{Dir: dir, Pkt: num, TS: ts, IdleBefore: idle, ContentLength: -1, Status: status, Method: method}
 	if len(text) > 0 {
-		m.Reason = in.str(text)
+		m.Reason = st.intern.str(text)
 	}
 	if len(target) > 0 {
-		m.Target = in.str(target)
+		m.Target = st.intern.str(target)
 	}
 	// Requests without a body need no headers (the common GET is cheap);
 	// responses and uploads do: Content-Length, Connection, Keep-Alive.
@@ -133,16 +133,12 @@ func (c *Conn) addBody(dir Dir, n int) {
 // nextHTTP claims the slot of a new message (the first headHTTP messages
 // and a ring of the last tailHTTP are kept) and returns its serial number
 // on the connection and the slot, which the caller overwrites.
-func (c *Conn) nextHTTP() (int32, *HTTPMsg) {
+func (c *Conn) nextHTTP(st *storage) (int32, *HTTPMsg) {
 	serial := int32(c.HTTPTotal)
 	c.HTTPTotal++
 	if n := len(c.http); n < headHTTP+tailHTTP {
-		if n == cap(c.http) { // as Conn.keep: two steps, 4 then the bound
-			size := 4
-			if n >= 4 {
-				size = headHTTP + tailHTTP
-			}
-			c.http = append(make([]HTTPMsg, 0, size), c.http...)
+		if n == cap(c.http) { // as Conn.nextPkt: two steps, 4 then the bound
+			c.http = st.growHTTP(c.http)
 		}
 		c.http = c.http[:n+1]
 		return serial, &c.http[n]

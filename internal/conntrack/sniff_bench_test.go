@@ -13,10 +13,10 @@ func BenchmarkSniffHTTP(b *testing.B) {
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			var c Conn
-			var in interner
+			var st storage
 			p := []byte(bc.payload)
 			for i := 0; b.Loop(); i++ {
-				c.sniffHTTP(Dir(i&1), p, uint64(i), int64(i), 0, &in)
+				c.sniffHTTP(Dir(i&1), p, uint64(i), int64(i), 0, &st)
 			}
 		})
 	}

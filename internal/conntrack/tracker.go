@@ -108,7 +108,7 @@ type Tracker struct {
 	now       int64
 	nextSweep int64
 	cache     [cacheSize]*Conn
-	intern    interner
+	store     storage
 }
 
 // New returns a tracker that calls done for every connection once it has
@@ -194,8 +194,8 @@ func (t *Tracker) newConn(k key, p *decode.Parsed, num uint64, ts int64) *Conn {
 	if n := len(t.free); n > 0 {
 		c = t.free[n-1]
 		t.free = t.free[:n-1]
-		pk, hh, hi, no := c.pkts[:0], c.http[:0], c.history[:0], c.Notes[:0]
-		*c = Conn{pkts: pk, http: hh, history: hi, Notes: no}
+		hi, no := c.history[:0], c.Notes[:0]
+		*c = Conn{history: hi, Notes: no}
 	} else {
 		c = &Conn{history: make([]byte, 0, 16)}
 	}
@@ -293,9 +293,11 @@ func (t *Tracker) compact() {
 // Advance moves the tracker's clock to ts (capture time, Unix ns) without a
 // packet and finishes what has lingered or idled long enough by then. Live
 // capture calls it in quiet moments, so ended connections are diagnosed
-// without waiting for the next packet. A ts in the past is ignored.
+// without waiting for the next packet; a sharded run calls it often, so
+// that rows of finished connections do not come in large bursts. A ts in
+// the past is ignored; at the clock's own time it sweeps.
 func (t *Tracker) Advance(ts int64) {
-	if ts <= t.now {
+	if ts < t.now {
 		return
 	}
 	t.now = ts
@@ -356,10 +358,17 @@ func (t *Tracker) finish(c *Conn) {
 	if t.done != nil {
 		t.done(c)
 	}
-	// Recycle: keep the slices' memory, forget their contents' references.
-	clear(c.http)
+	// Recycle: the record slices go back to the storage, the small ones
+	// stay with the connection; references in them are forgotten. As many
+	// connections are kept for reuse as are live (at least 1024), so that
+	// a steady state allocates nothing and a burst is given back.
+	keep := max(1024, len(t.table))
+	t.store.keep = keep
+	t.store.putPkts(c.pkts)
+	t.store.putHTTP(c.http)
+	c.pkts, c.http = nil, nil
 	clear(c.Notes)
-	if len(t.free) < max(1024, len(t.table)/2) {
+	if len(t.free) < keep {
 		t.free = append(t.free, c)
 	}
 }

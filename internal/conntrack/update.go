@@ -184,11 +184,11 @@ func (c *Conn) add(p *decode.Parsed, num uint64, ts int64, t *Tracker) {
 	}
 
 	// Keep the packet.
-	rec := c.nextPkt()
+	rec := c.nextPkt(&t.store)
 	*rec = Pkt{Num: num, TS: ts, Seq: p.Seq, Ack: p.Ack, Len: uint32(p.PayloadLen), Win: p.Window,
 		Flags: flags, Dir: dir, TTL: p.TTL, HasTS: p.Opts.HasTS, IPID: p.IPID, HTTP: -1, Note: -1}
 	if p.PayloadLen > 0 && flags&decode.RST == 0 {
-		rec.HTTP = c.sniffHTTP(dir, p.Payload, num, ts, idle, &t.intern)
+		rec.HTTP = c.sniffHTTP(dir, p.Payload, num, ts, idle, &t.store)
 	}
 	if ep.FinPkt == num {
 		// After the sniffing: a response carried by the FIN answers.
@@ -206,16 +206,16 @@ func (c *Conn) bothEnded() bool {
 
 // nextPkt returns the slot for the next packet record (the first headPkts
 // and a ring of the last tailPkts are kept), which the caller overwrites.
-func (c *Conn) nextPkt() *Pkt {
+func (c *Conn) nextPkt(st *storage) *Pkt {
 	if n := len(c.pkts); n < headPkts+tailPkts {
 		// Grown in three steps, 8, 16, 32: most connections (refused,
 		// short, one request) keep few packets, and sizing every one at the
 		// bound cost 20 MB of peak memory on the bench capture, while
 		// growing by append (1, 2, 4, ... 32) cost six allocations and
-		// copies per busy connection.
+		// copies per busy connection. The slices come from and go back to
+		// the tracker's storage.
 		if n == cap(c.pkts) {
-			size := min(max(2*n, headPkts), headPkts+tailPkts)
-			c.pkts = append(make([]Pkt, 0, size), c.pkts...)
+			c.pkts = st.growPkts(c.pkts)
 		}
 		c.pkts = c.pkts[:n+1]
 		return &c.pkts[n]

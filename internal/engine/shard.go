@@ -218,7 +218,7 @@ func (sh *shard) work() {
 		if b.now > pl.now {
 			pl.now = b.now
 		}
-		if pl.now-swept >= 1e9 {
+		if pl.now-swept >= 1e8 {
 			pl.tr.Advance(pl.now)
 			swept = pl.now
 		}
