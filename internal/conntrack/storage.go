@@ -75,7 +75,7 @@ func (st *storage) growHTTP(old []HTTPMsg) []HTTPMsg {
 func (st *storage) putHTTP(s []HTTPMsg) {
 	for class, n := range httpCaps {
 		if cap(s) == n {
-			clear(s[:cap(s)])
+			clear(s) // past len, slots were never written since the last clear
 			if len(st.http[class]) < st.keep {
 				st.http[class] = append(st.http[class], s[:0])
 			}
