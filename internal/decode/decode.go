@@ -87,12 +87,32 @@ type Parsed struct {
 // Decode parses data, a frame of the given link type (source.Link*).
 func (p *Parsed) Decode(linkType uint32, data []byte) {
 	*p = Parsed{Opts: Options{WScale: -1}}
+	ethertype, data, st := network(linkType, data)
+	if st != OK {
+		p.Status = st
+		return
+	}
+	switch ethertype {
+	case 0x0800:
+		p.decodeIPv4(data)
+	case 0x86dd:
+		p.decodeIPv6(data)
+	default:
+		p.Status = NotIP
+	}
+}
+
+// network strips the link layer of a frame: it returns the ethertype of
+// what follows (raw IP and MPLS tell IPv4 from IPv6 by the version nibble)
+// and the rest of the frame, or a Status saying why there is no network
+// layer. Decode and PeekFlow both start here, so they read every frame the
+// same way.
+func network(linkType uint32, data []byte) (uint16, []byte, Status) {
 	var ethertype uint16
 	switch linkType {
 	case source.LinkEthernet:
 		if len(data) < 14 {
-			p.Status = ShortLink
-			return
+			return 0, nil, ShortLink
 		}
 		ethertype = binary.BigEndian.Uint16(data[12:])
 		data = data[14:]
@@ -101,8 +121,7 @@ func (p *Parsed) Decode(linkType uint32, data []byte) {
 			switch ethertype {
 			case 0x8100, 0x88a8, 0x9100:
 				if len(data) < 4 {
-					p.Status = ShortLink
-					return
+					return 0, nil, ShortLink
 				}
 				ethertype = binary.BigEndian.Uint16(data[2:])
 				data = data[4:]
@@ -111,8 +130,7 @@ func (p *Parsed) Decode(linkType uint32, data []byte) {
 				// MPLS: labels until bottom-of-stack, then guess IP by version.
 				for {
 					if len(data) < 4 {
-						p.Status = ShortLink
-						return
+						return 0, nil, ShortLink
 					}
 					bos := data[2]&1 != 0
 					data = data[4:]
@@ -126,22 +144,19 @@ func (p *Parsed) Decode(linkType uint32, data []byte) {
 		}
 	case source.LinkSLL:
 		if len(data) < 16 {
-			p.Status = ShortLink
-			return
+			return 0, nil, ShortLink
 		}
 		ethertype = binary.BigEndian.Uint16(data[14:])
 		data = data[16:]
 	case source.LinkSLL2:
 		if len(data) < 20 {
-			p.Status = ShortLink
-			return
+			return 0, nil, ShortLink
 		}
 		ethertype = binary.BigEndian.Uint16(data[0:])
 		data = data[20:]
 	case source.LinkNull, source.LinkLoop:
 		if len(data) < 4 {
-			p.Status = ShortLink
-			return
+			return 0, nil, ShortLink
 		}
 		// The address family is in the writer's byte order (NULL) or big
 		// endian (LOOP); values are small, so accept either order.
@@ -155,8 +170,7 @@ func (p *Parsed) Decode(linkType uint32, data []byte) {
 		case 10, 24, 28, 30:
 			ethertype = 0x86dd
 		default:
-			p.Status = NotIP
-			return
+			return 0, nil, NotIP
 		}
 		data = data[4:]
 	case source.LinkRaw, 12, 14: // 12, 14: DLT_RAW on some BSDs
@@ -166,13 +180,11 @@ func (p *Parsed) Decode(linkType uint32, data []byte) {
 	case source.LinkIPv6:
 		ethertype = 0x86dd
 	default:
-		p.Status = BadLinkType
-		return
+		return 0, nil, BadLinkType
 	}
 	if ethertype == 0 {
 		if len(data) == 0 {
-			p.Status = ShortIP
-			return
+			return 0, nil, ShortIP
 		}
 		switch data[0] >> 4 {
 		case 4:
@@ -180,18 +192,10 @@ func (p *Parsed) Decode(linkType uint32, data []byte) {
 		case 6:
 			ethertype = 0x86dd
 		default:
-			p.Status = NotIP
-			return
+			return 0, nil, NotIP
 		}
 	}
-	switch ethertype {
-	case 0x0800:
-		p.decodeIPv4(data)
-	case 0x86dd:
-		p.decodeIPv6(data)
-	default:
-		p.Status = NotIP
-	}
+	return ethertype, data, OK
 }
 
 func (p *Parsed) decodeIPv4(b []byte) {
@@ -353,6 +357,14 @@ func (p *Parsed) decodeTCP(b []byte, segLen int) {
 }
 
 func (p *Parsed) parseOptions(o []byte) {
+	// Linux puts exactly NOP, NOP, timestamps on every segment after the
+	// handshake: one compare instead of the walk.
+	if len(o) == 12 && binary.BigEndian.Uint32(o) == 0x0101080a {
+		p.Opts.HasTS = true
+		p.Opts.TSVal = binary.BigEndian.Uint32(o[4:])
+		p.Opts.TSEcr = binary.BigEndian.Uint32(o[8:])
+		return
+	}
 	for len(o) > 0 {
 		kind := o[0]
 		if kind == 0 { // end of options

@@ -48,6 +48,11 @@ func checkInvariants(t *testing.T, link uint32, data []byte, p *Parsed) {
 	if p.IPVersion != 0 && (words(p.Src) != p.SrcWords || words(p.Dst) != p.DstWords) {
 		t.Fatalf("link %d: address words %x %x for %v %v", link, p.SrcWords, p.DstWords, p.Src, p.Dst)
 	}
+	// The sharded engine routes frames by PeekFlow: it must name the flow
+	// Decode finds whenever both succeed.
+	if f, ok := PeekFlow(link, data); ok && p.Status == OK && f != p.Flow() {
+		t.Fatalf("link %d: PeekFlow %+v, Decode %+v", link, f, p.Flow())
+	}
 	if p.Status != OK {
 		if p.Payload != nil || p.PayloadLen != 0 || p.Truncated || p.Tunneled || p.SrcPort != 0 || p.Flags != 0 {
 			t.Fatalf("link %d: %v with TCP fields: %+v", link, p.Status, p)
