@@ -199,6 +199,7 @@ type Conn struct {
 	Evicted    bool  // released because the table was full, not because it ended
 	closedAt   int64 // when both sides ended (FIN/RST), 0 while open
 	key        key
+	clientIsA  bool // the client (Ep[0]) is the key's a side
 	done       bool
 }
 

@@ -1,6 +1,9 @@
 package conntrack
 
-import "bytes"
+import (
+	"bytes"
+	"encoding/binary"
+)
 
 // HTTP/1.x awareness: a segment whose payload starts with a request line or
 // a status line starts a message. This needs no reassembly and costs one or
@@ -92,16 +95,44 @@ func (c *Conn) sniffHTTP(dir Dir, payload []byte, num uint64, ts int64, idle int
 }
 
 // methodOf returns the request method line starts with (followed by a
-// space), or "".
+// space), or "". The first byte picks the one candidate; the common four
+// are compared as a single word.
 func methodOf(line []byte) string {
-	sp := bytes.IndexByte(line[:min(len(line), 8)], ' ')
-	if sp < 3 {
+	if len(line) < 4 {
 		return ""
 	}
-	for _, name := range methods {
-		if len(name) == sp && string(line[:sp]) == name {
-			return name
+	w := binary.LittleEndian.Uint32(line)
+	var name string
+	switch line[0] {
+	case 'G':
+		if w == 'G'|'E'<<8|'T'<<16|' '<<24 {
+			return "GET"
 		}
+		return ""
+	case 'P':
+		if w == 'P'|'U'<<8|'T'<<16|' '<<24 {
+			return "PUT"
+		}
+		if w == 'P'|'O'<<8|'S'<<16|'T'<<24 {
+			name = "POST"
+		} else {
+			name = "PATCH"
+		}
+	case 'H':
+		name = "HEAD"
+	case 'D':
+		name = "DELETE"
+	case 'O':
+		name = "OPTIONS"
+	case 'C':
+		name = "CONNECT"
+	case 'T':
+		name = "TRACE"
+	default:
+		return ""
+	}
+	if len(line) > len(name) && line[len(name)] == ' ' && string(line[:len(name)]) == name {
+		return name
 	}
 	return ""
 }

@@ -1,6 +1,7 @@
 package conntrack
 
 import (
+	"bytes"
 	"fmt"
 	"net/netip"
 	"strings"
@@ -249,5 +250,44 @@ func TestFinPendingAndProxyErrors(t *testing.T) {
 					s.FinPkt, s.FinPending, s.ProxyErrors, c.ProxyErrors, tc.pending, tc.errs)
 			}
 		})
+	}
+}
+
+// methodOfLoop is the plain definition methodOf must agree with: the first
+// space within the first 8 bytes ends a name from methods.
+func methodOfLoop(line []byte) string {
+	sp := bytes.IndexByte(line[:min(len(line), 8)], ' ')
+	if sp < 3 {
+		return ""
+	}
+	for _, name := range methods {
+		if len(name) == sp && string(line[:sp]) == name {
+			return name
+		}
+	}
+	return ""
+}
+
+func TestMethodOf(t *testing.T) {
+	var lines []string
+	for _, m := range methods {
+		lines = append(lines, m+" / HTTP/1.1", m+"  /", m+" ", m, m+"X / HTTP/1.1", strings.ToLower(m)+" /",
+			m[:len(m)-1]+" /", m+"\t/", "X"+m+" /")
+	}
+	lines = append(lines, "GETS /", "PUTT /", "POSTS /", "HEADER /", "PATC /", "HTTP/1.1 200 OK", "PRI * HTTP/2.0", "", "G", "GE ", "P  ")
+	n := 0
+	for _, l := range lines {
+		for cut := 0; cut <= len(l); cut++ { // every prefix, as a segment may end anywhere
+			b := []byte(l[:cut])
+			if got, want := methodOf(b), methodOfLoop(b); got != want {
+				t.Errorf("methodOf(%q) = %q, want %q", b, got, want)
+			}
+			if methodOfLoop(b) != "" {
+				n++
+			}
+		}
+	}
+	if n < 2*len(methods) {
+		t.Errorf("only %d lines name a method: the cases test nothing", n)
 	}
 }

@@ -352,3 +352,62 @@ func TestQueuesBoundedBehindLongLivedConn(t *testing.T) {
 		t.Errorf("ended queue %d entries for %d live connections", q, st.Live)
 	}
 }
+
+// A packet's direction comes from the key's orientation and follows every
+// way the roles can be swapped: a SYN-ACK seen first, a midstream start
+// from the server's port, and a socket connected to itself (one 4-tuple
+// for both directions, where the orientation says nothing and every packet
+// counts as the client's).
+func TestDirectionFollowsFlips(t *testing.T) {
+	self := netip.MustParseAddrPort("127.0.0.1:5000")
+	for _, tc := range []struct {
+		name             string
+		a, b             netip.AddrPort // the conv's sides: c() sends a->b, s() b->a
+		play             func(v *conv)
+		client           netip.AddrPort
+		cliPkts, srvPkts uint64
+	}{
+		{"syn-ack first", cli, srv, func(v *conv) {
+			v.s(SYN|ACK, "")
+			v.c(ACK, "")
+			v.c(PSH|ACK, "GET / HTTP/1.1\r\n\r\n")
+		}, cli, 2, 1},
+		{"midstream from the server port", cli, srv, func(v *conv) {
+			v.s(PSH|ACK, "HTTP/1.1 200 OK\r\n\r\n")
+			v.c(ACK, "")
+			v.c(ACK, "")
+		}, cli, 2, 1},
+		{"client first, no flip", cli, srv, func(v *conv) {
+			v.handshake()
+			v.s(PSH|ACK, "HTTP/1.1 200 OK\r\n\r\n")
+		}, cli, 2, 2},
+		{"self-connected", self, self, func(v *conv) {
+			v.c(SYN, "")
+			v.s(SYN|ACK, "")
+			v.c(ACK, "")
+		}, self, 3, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, Config{})
+			tc.play(h.conv(tc.a, tc.b, 100, 200, sec))
+			got := h.flush()
+			if len(got) != 1 {
+				t.Fatalf("%d connections", len(got))
+			}
+			c := got[0]
+			if c.Client != tc.client || c.Ep[0].Pkts != tc.cliPkts || c.Ep[1].Pkts != tc.srvPkts {
+				t.Errorf("client %v, packets %d/%d; want %v, %d/%d", c.Client, c.Ep[0].Pkts, c.Ep[1].Pkts,
+					tc.client, tc.cliPkts, tc.srvPkts)
+			}
+			var fromClient uint64
+			for _, p := range c.Pkts {
+				if p.Dir == FromClient {
+					fromClient++
+				}
+			}
+			if fromClient != tc.cliPkts {
+				t.Errorf("%d packet records from the client, want %d", fromClient, tc.cliPkts)
+			}
+		})
+	}
+}

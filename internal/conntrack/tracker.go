@@ -58,6 +58,19 @@ type key struct {
 	pa, pb             uint16
 }
 
+// same reports whether k and o name the same 4-tuple (field by field: the
+// compiler's struct compare calls memequal).
+func (k *key) same(o *key) bool {
+	return k.alo == o.alo && k.pa == o.pa && k.pb == o.pb && k.blo == o.blo && k.ahi == o.ahi && k.bhi == o.bhi
+}
+
+// self reports whether both ends of k are the same address and port (a
+// socket connected to itself): the key's orientation then says nothing
+// about a packet's direction.
+func (k *key) self() bool {
+	return k.alo == k.blo && k.ahi == k.bhi && k.pa == k.pb
+}
+
 // makeKey returns the key and whether src is the key's a side.
 func makeKey(p *decode.Parsed) (key, bool) {
 	shi, slo := p.SrcWords[0], p.SrcWords[1]
@@ -140,10 +153,10 @@ func (t *Tracker) Add(p *decode.Parsed, num uint64, ts int64) *Conn {
 		t.sweep()
 		t.nextSweep = t.now + 1e9
 	}
-	k, _ := makeKey(p)
+	k, srcIsA := makeKey(p)
 	slot := k.slot()
 	c := t.cache[slot]
-	if c == nil || c.done || c.key != k {
+	if c == nil || c.done || !c.key.same(&k) {
 		c = t.table[k]
 		t.cache[slot] = c
 	}
@@ -159,10 +172,10 @@ func (t *Tracker) Add(p *decode.Parsed, num uint64, ts int64) *Conn {
 		c = nil
 	}
 	if c == nil {
-		c = t.newConn(k, p, num, ts)
+		c = t.newConn(k, srcIsA, p, num, ts)
 	}
 	t.cache[slot] = c
-	c.add(p, num, ts, t)
+	c.add(p, c.dirOf(p, srcIsA), num, ts, t)
 	return c
 }
 
@@ -179,14 +192,22 @@ func (c *Conn) expired(ts, linger int64) bool {
 	return c.Ep[FromClient].State == SynSent && c.Ep[FromServer].State == Inactive && ts > c.Start+attemptTimeout
 }
 
-func (c *Conn) dirOf(p *decode.Parsed) Dir {
-	if p.SrcPort == c.Ep[0].Addr.Port() && p.Src == c.Ep[0].Addr.Addr() {
+// dirOf returns the direction of p, whose source is the key's a side iff
+// srcIsA.
+func (c *Conn) dirOf(p *decode.Parsed, srcIsA bool) Dir {
+	if c.key.self() {
+		if p.SrcPort == c.Ep[0].Addr.Port() && p.Src == c.Ep[0].Addr.Addr() {
+			return FromClient
+		}
+		return FromServer
+	}
+	if srcIsA == c.clientIsA {
 		return FromClient
 	}
 	return FromServer
 }
 
-func (t *Tracker) newConn(k key, p *decode.Parsed, num uint64, ts int64) *Conn {
+func (t *Tracker) newConn(k key, srcIsA bool, p *decode.Parsed, num uint64, ts int64) *Conn {
 	for len(t.table) >= t.cfg.MaxConns {
 		t.evictOldest()
 	}
@@ -202,6 +223,7 @@ func (t *Tracker) newConn(k key, p *decode.Parsed, num uint64, ts int64) *Conn {
 	t.stats.Conns++
 	c.ID = num
 	c.key = k
+	c.clientIsA = srcIsA // Ep[0] is the source, until a flip
 	c.Start, c.Last = ts, ts
 	src := netip.AddrPortFrom(p.Src, p.SrcPort)
 	dst := netip.AddrPortFrom(p.Dst, p.DstPort)
@@ -235,6 +257,7 @@ func (t *Tracker) newConn(k key, p *decode.Parsed, num uint64, ts int64) *Conn {
 func (c *Conn) flip() {
 	c.Ep[0], c.Ep[1] = c.Ep[1], c.Ep[0]
 	c.Flipped = !c.Flipped
+	c.clientIsA = !c.clientIsA
 	for i := range c.pkts {
 		c.pkts[i].Dir ^= 1
 	}

@@ -16,8 +16,7 @@ const (
 )
 
 // add updates c with one packet.
-func (c *Conn) add(p *decode.Parsed, num uint64, ts int64, t *Tracker) {
-	dir := c.dirOf(p)
+func (c *Conn) add(p *decode.Parsed, dir Dir, num uint64, ts int64, t *Tracker) {
 	ep, peer := &c.Ep[dir], &c.Ep[dir^1]
 	isOrig := dir == FromClient
 
