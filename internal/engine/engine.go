@@ -98,7 +98,14 @@ type Pipeline struct {
 	// at once.
 	rows *[]byte
 	own  []byte
+	// spill, if set, is called once *rows holds a full buffer of rows
+	// (spillLen bytes), to hand them on (see runReplicated).
+	spill func()
 }
+
+// spillLen is when a Pipeline with a spill function hands its rows on (a
+// variable so that tests can make it small).
+var spillLen = 256 << 10
 
 func (pl *Pipeline) flushLT() {
 	if pl.ltCount > 0 {
@@ -128,6 +135,9 @@ func (pl *Pipeline) finished(c *conntrack.Conn) {
 	if pl.opt.Row != nil {
 		if pl.rows != nil {
 			*pl.rows = pl.opt.Row(*pl.rows, c)
+			if pl.spill != nil && len(*pl.rows) >= spillLen {
+				pl.spill()
+			}
 		} else {
 			pl.own = pl.opt.Row(pl.own[:0], c)
 			pl.opt.RowsTo.Write(pl.own)
@@ -160,16 +170,16 @@ func (pl *Pipeline) FeedDecoded(f *source.Frame, p *decode.Parsed, num uint64) {
 	}
 }
 
-// count decodes f into p and counts it in the input statistics. It
-// reports whether f is a TCP packet to track.
-func (pl *Pipeline) count(f *source.Frame, p *decode.Parsed) bool {
-	p.Decode(f.LinkType, f.Data)
-	return pl.tally(f, p)
-}
-
 // tally counts f, decoded into p, in the input statistics and reports
 // whether it is a TCP packet to track.
 func (pl *Pipeline) tally(f *source.Frame, p *decode.Parsed) bool {
+	pl.countFrame(f)
+	return pl.countDecoded(p, f.Comment != "")
+}
+
+// countFrame counts f in the statistics that need no decoding: frames,
+// bytes, link types, the time range. A sharded run's reader counts these.
+func (pl *Pipeline) countFrame(f *source.Frame) {
 	st := &pl.stats
 	st.Frames++
 	st.Bytes += uint64(len(f.Data))
@@ -187,6 +197,13 @@ func (pl *Pipeline) tally(f *source.Frame, p *decode.Parsed) bool {
 	if f.Timestamp > pl.now {
 		pl.now = f.Timestamp
 	}
+}
+
+// countDecoded counts a decoded frame by what it turned out to be, and
+// reports whether it is a TCP packet to track. A sharded run's shards,
+// which decode, count these.
+func (pl *Pipeline) countDecoded(p *decode.Parsed, comment bool) bool {
+	st := &pl.stats
 	switch p.Status {
 	case decode.OK:
 	case decode.NotIP, decode.NotTCP:
@@ -201,10 +218,51 @@ func (pl *Pipeline) tally(f *source.Frame, p *decode.Parsed) bool {
 	if p.Truncated {
 		st.Truncated++
 	}
-	if f.Comment != "" {
+	if comment {
 		st.Comments++
 	}
 	return true
+}
+
+// frames returns st's counts of what needs no decoding (countFrame's),
+// with the rest empty.
+func (st *Stats) frames() Stats {
+	return Stats{Frames: st.Frames, Bytes: st.Bytes, LinkTypes: st.LinkTypes, First: st.First, Last: st.Last,
+		Skipped: map[string]uint64{}, States: map[string]uint64{}}
+}
+
+// merge adds what the shards' pipelines counted to st, whose frame counts
+// are already there, and returns the incidents of all shards: their
+// diagnosers merged into one, so that proxy errors are tied to upstream
+// failures in any shard and everything is ordered as on one goroutine.
+func merge(st *Stats, shards []*Pipeline) []*diagnose.Incident {
+	dg := shards[0].dg
+	for _, pl := range shards {
+		if pl.dg != dg {
+			dg.Merge(pl.dg)
+		}
+		st.Track.Add(pl.tr.Stats())
+		st.addDecoded(&pl.stats)
+		for k, v := range pl.stats.States {
+			st.States[k] += v
+		}
+		st.Resets += pl.stats.Resets
+	}
+	incs := dg.Finish()
+	st.countIncidents(dg)
+	return incs
+}
+
+// addDecoded adds the counts of o, another pipeline's countDecoded, to st.
+func (st *Stats) addDecoded(o *Stats) {
+	st.TCP += o.TCP
+	st.NotTCP += o.NotTCP
+	st.Malformed += o.Malformed
+	st.Truncated += o.Truncated
+	st.Comments += o.Comments
+	for k, v := range o.Skipped {
+		st.Skipped[k] += v
+	}
 }
 
 // add gives a decoded TCP packet to the tracker, with its comment (the
@@ -283,6 +341,27 @@ func readAll(src source.Source, fn func(f *source.Frame, num uint64)) error {
 	}
 }
 
+// reopen returns src and n-1 more sources over the same input, or nil if
+// src cannot be read again.
+func reopen(src source.Source, n int) []source.Source {
+	ro, ok := src.(source.Reopener)
+	if !ok {
+		return nil
+	}
+	srcs := []source.Source{src}
+	for len(srcs) < n {
+		s, err := ro.Reopen()
+		if err != nil {
+			for _, s := range srcs[1:] {
+				s.Close()
+			}
+			return nil
+		}
+		srcs = append(srcs, s)
+	}
+	return srcs
+}
+
 // Tracked returns the tracker's counters so far (live connections,
 // finished, evicted, ...).
 func (pl *Pipeline) Tracked() conntrack.Stats { return pl.tr.Stats() }
@@ -295,10 +374,20 @@ func (pl *Pipeline) Diagnoser() *diagnose.Diagnoser { return pl.dg }
 //
 // With more than one CPU, and no OnConn or OnIncident callback (whose
 // order would then depend on goroutine timing), connections are tracked
-// in shards on several goroutines (see runSharded); the results are the
-// same as on one goroutine, except where noted on runSharded.
+// in shards on several goroutines; the results are the same as on one
+// goroutine, except where noted on runSharded. An input that can be read
+// again (a capture file: source.Reopener) is read by every shard itself
+// (runReplicated); any other, such as standard input or gzip, is read once
+// and its frames handed to the shards (runSharded).
 func Run(src source.Source, opt Options) ([]*diagnose.Incident, Stats, error) {
 	if n := opt.workers(); n > 1 {
+		if srcs := reopen(src, n); srcs != nil {
+			incs, st, err := runReplicated(srcs, opt)
+			for _, s := range srcs[1:] {
+				s.Close()
+			}
+			return incs, st, err
+		}
 		return runSharded(src, opt, n)
 	}
 	pl := NewPipeline(opt)

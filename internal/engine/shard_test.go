@@ -16,6 +16,7 @@ import (
 	"github.com/rstscope/rstscope/internal/decode"
 	"github.com/rstscope/rstscope/internal/diagnose"
 	"github.com/rstscope/rstscope/internal/pcapio"
+	"github.com/rstscope/rstscope/internal/source"
 	. "github.com/rstscope/rstscope/internal/testcap"
 )
 
@@ -86,13 +87,54 @@ type runResult struct {
 	stats     Stats
 }
 
-func runWith(t *testing.T, data []byte, workers int) runResult {
+// inputs are the two ways a capture reaches Run: as a stream read once
+// (standard input: frames handed to the shards, runSharded) and as a file
+// every shard reads itself (runReplicated).
+var inputs = []string{"stream", "file"}
+
+// openAs opens data as the input kind names, and reports with *reopened
+// how often the engine opened it again.
+func openAs(t *testing.T, data []byte, kind string, reopened *int) source.Source {
 	t.Helper()
-	rd, err := pcapio.NewReader(bytes.NewReader(data))
+	if kind == "stream" {
+		rd, err := pcapio.NewReader(bytes.NewReader(data))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rd
+	}
+	rd, err := pcapio.NewReaderAt(bytes.NewReader(data), int64(len(data)))
 	if err != nil {
 		t.Fatal(err)
 	}
+	return &countReopen{rd, reopened}
+}
+
+// countReopen is a reopenable source that counts how often it was reopened.
+type countReopen struct {
+	*pcapio.Reader
+	n *int
+}
+
+func (c *countReopen) Reopen() (source.Source, error) {
+	if c.n != nil {
+		*c.n++
+	}
+	return c.Reader.Reopen()
+}
+
+func runWith(t *testing.T, data []byte, workers int) runResult {
+	return runAs(t, data, workers, "stream")
+}
+
+func runAs(t *testing.T, data []byte, workers int, kind string) runResult {
+	t.Helper()
+	var reopened int
+	rd := openAs(t, data, kind, &reopened)
 	incs, st, err := Run(rd, Options{Workers: workers})
+	if kind == "file" && workers > 1 && reopened != workers-1 {
+		t.Fatalf("%d workers over a file: reopened %d times, want %d (one reader per worker)", workers, reopened, workers-1)
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -154,19 +196,21 @@ func TestShardedSameAsSequential(t *testing.T) {
 	}
 	t.Logf("%d conns, %d incidents, %d 502s split across shards", seq.stats.Track.Conns, len(incs), split)
 	for _, w := range []int{2, 3, 8} {
-		par := runWith(t, data, w)
-		sameResults(t, "mixed", seq, par, w)
+		for _, kind := range inputs {
+			sameResults(t, "mixed "+kind, seq, runAs(t, data, w, kind), w)
+		}
 	}
 }
 
 // rowsWith runs data with Options.Row making one line per connection and
 // returns the rows as written.
 func rowsWith(t *testing.T, data []byte, workers int) string {
+	return rowsAs(t, data, workers, "stream")
+}
+
+func rowsAs(t *testing.T, data []byte, workers int, kind string) string {
 	t.Helper()
-	rd, err := pcapio.NewReader(bytes.NewReader(data))
-	if err != nil {
-		t.Fatal(err)
-	}
+	rd := openAs(t, data, kind, nil)
 	var out bytes.Buffer
 	row := func(b []byte, c *conntrack.Conn) []byte {
 		return fmt.Appendf(b, "%d %s %s %s %s %d/%d\n", c.ID, c.Client(), c.Server(), c.State(), c.History(), c.Ep[0].Pkts, c.Ep[1].Pkts)
@@ -192,14 +236,20 @@ func sortedLines(s string) string {
 func TestShardedRows(t *testing.T) {
 	data := mixedCapture(3000)
 	one := rowsWith(t, data, 1)
+	// Small row buffers: the replicated run hands rows on hundreds of
+	// times mid-window and during the final flush.
+	defer func(n int) { spillLen = n }(spillLen)
+	spillLen = 512
 	for _, w := range []int{2, 3} {
-		many := rowsWith(t, data, w)
-		if sortedLines(many) != sortedLines(one) {
-			t.Errorf("%d workers: not the same rows as one goroutine", w)
-		}
-		for i := 0; i < 3; i++ {
-			if again := rowsWith(t, data, w); again != many {
-				t.Fatalf("%d workers: rows in another order on run %d", w, i+2)
+		for _, kind := range inputs {
+			many := rowsAs(t, data, w, kind)
+			if sortedLines(many) != sortedLines(one) {
+				t.Errorf("%d workers, %s: not the same rows as one goroutine", w, kind)
+			}
+			for i := 0; i < 3; i++ {
+				if again := rowsAs(t, data, w, kind); again != many {
+					t.Fatalf("%d workers, %s: rows in another order on run %d", w, kind, i+2)
+				}
 			}
 		}
 	}
@@ -211,7 +261,8 @@ func shardOfAddrs(a, b string, n int) int {
 	c.Add(Seg{From: a, To: b, Flags: S})
 	var p decode.Parsed
 	p.Decode(c.Frames[0].LinkType, c.Frames[0].Data)
-	return shardOf(&p, n)
+	f := p.Flow()
+	return shardOf(&f, n)
 }
 
 // The same on every capture in ../shared/captures.
@@ -234,7 +285,9 @@ func TestShardedSharedCaptures(t *testing.T) {
 		}
 		seq := runWith(t, data, 1)
 		for _, w := range []int{2, 5} {
-			sameResults(t, filepath.Base(f), seq, runWith(t, data, w), w)
+			for _, kind := range inputs {
+				sameResults(t, filepath.Base(f)+" "+kind, seq, runAs(t, data, w, kind), w)
+			}
 		}
 	}
 }
@@ -243,13 +296,14 @@ func TestShardedSharedCaptures(t *testing.T) {
 func TestShardedConnCap(t *testing.T) {
 	data := mixedCapture(3000)
 	for _, w := range []int{3, 4} {
-		rd, _ := pcapio.NewReader(bytes.NewReader(data))
-		_, st, err := Run(rd, Options{Workers: w, Track: conntrack.Config{MaxConns: 40}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if st.Track.Evicted == 0 || st.Track.PeakLive > 40 {
-			t.Errorf("cap 40 over %d shards: evicted %d, peak %d", w, st.Track.Evicted, st.Track.PeakLive)
+		for _, kind := range inputs {
+			_, st, err := Run(openAs(t, data, kind, nil), Options{Workers: w, Track: conntrack.Config{MaxConns: 40}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if st.Track.Evicted == 0 || st.Track.PeakLive > 40 {
+				t.Errorf("cap 40 over %d shards, %s: evicted %d, peak %d", w, kind, st.Track.Evicted, st.Track.PeakLive)
+			}
 		}
 	}
 }
@@ -283,10 +337,13 @@ func TestShardedSameAsSequentialRandom(t *testing.T) {
 		}
 		data := c.Pcap()
 		seq := runWith(t, data, 1)
-		sameResults(t, fmt.Sprintf("seed %d", seed), seq, runWith(t, data, 2), 2)
-		sameResults(t, fmt.Sprintf("seed %d", seed), seq, runWith(t, data, 5), 5)
-		if sortedLines(rowsWith(t, data, 1)) != sortedLines(rowsWith(t, data, 2)) {
-			t.Errorf("seed %d: rows differ between one goroutine and two", seed)
+		rows := sortedLines(rowsWith(t, data, 1))
+		for _, kind := range inputs {
+			sameResults(t, fmt.Sprintf("seed %d %s", seed, kind), seq, runAs(t, data, 2, kind), 2)
+			sameResults(t, fmt.Sprintf("seed %d %s", seed, kind), seq, runAs(t, data, 5, kind), 5)
+			if sortedLines(rowsAs(t, data, 2, kind)) != rows {
+				t.Errorf("seed %d, %s: rows differ between one goroutine and two", seed, kind)
+			}
 		}
 		if t.Failed() {
 			return
