@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"net/netip"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -289,5 +290,35 @@ func TestMethodOf(t *testing.T) {
 	}
 	if n < 2*len(methods) {
 		t.Errorf("only %d lines name a method: the cases test nothing", n)
+	}
+}
+
+// A message slot of the tail ring is reused in place: a GET written over a
+// response must keep nothing of it (whole structs compared, so a field
+// added to HTTPMsg and not reset fails here).
+func TestHTTPRingSlotOverwritten(t *testing.T) {
+	h := newHarness(t, Config{})
+	v := h.conv(cli, srv, 100, 200, sec)
+	v.handshake()
+	resp := "HTTP/1.1 503 Busy\r\nContent-Length: 2\r\nConnection: close\r\nKeep-Alive: timeout=7\r\n\r\nhi"
+	for i := 0; i < headHTTP+tailHTTP; i++ {
+		v.s(PSH|ACK, resp)
+	}
+	for i := 0; i < tailHTTP; i++ {
+		v.c(PSH|ACK, "GET /x HTTP/1.1\r\n\r\n")
+	}
+	got := h.flush()
+	msgs := got[0].HTTP
+	if len(msgs) != headHTTP+tailHTTP {
+		t.Fatalf("%d messages kept", len(msgs))
+	}
+	for i, m := range msgs[headHTTP:] {
+		m.Pkt, m.TS, m.IdleBefore = 0, 0, 0
+		if want := (HTTPMsg{Dir: FromClient, Method: "GET", Target: "/x", ContentLength: -1}); !reflect.DeepEqual(m, want) {
+			t.Errorf("ring slot %d: %+v, want %+v", i, m, want)
+		}
+	}
+	if m := msgs[0]; m.Status != 503 || !m.Close || m.KeepAliveS != 7 || m.ContentLength != 2 || m.BodySeen != 2 || m.Reason != "Busy" {
+		t.Errorf("the response itself: %+v", m)
 	}
 }

@@ -1,6 +1,8 @@
 package conntrack
 
 import (
+	mbits "math/bits"
+
 	"github.com/rstscope/rstscope/internal/decode"
 )
 
@@ -17,7 +19,12 @@ const (
 
 // add updates c with one packet.
 func (c *Conn) add(p *decode.Parsed, dir Dir, num uint64, ts int64, t *Tracker) {
-	ep, peer := &c.Ep[dir], &c.Ep[dir^1]
+	// A swap, not &c.Ep[dir]: indexing by an Endpoint's odd size costs a
+	// multiply and a bounds check on every packet.
+	ep, peer := &c.Ep[0], &c.Ep[1]
+	if dir != FromClient {
+		ep, peer = peer, ep
+	}
 	isOrig := dir == FromClient
 
 	// Idle gaps.
@@ -220,7 +227,9 @@ func (c *Conn) nextPkt(st *storage) *Pkt {
 		return &c.pkts[n]
 	}
 	r := &c.pkts[headPkts+c.ring]
-	c.ring = (c.ring + 1) % tailPkts
+	if c.ring++; c.ring == tailPkts {
+		c.ring = 0
+	}
 	return r
 }
 
@@ -264,12 +273,7 @@ func (c *Conn) scaled(thresh *uint32, n uint32, isOrig bool, code byte) bool {
 
 // updateHistory is Zeek's update_history.
 func (c *Conn) updateHistory(ep *Endpoint, isOrig bool, f decode.Flags, relSeq uint64, plen int) {
-	bits := 0
-	for _, b := range []decode.Flags{decode.SYN, decode.FIN, decode.RST} {
-		if f&b != 0 {
-			bits++
-		}
-	}
+	bits := mbits.OnesCount8(uint8(f & (decode.SYN | decode.FIN | decode.RST)))
 	switch {
 	case bits > 1:
 		if f&decode.FIN != 0 && f&decode.RST != 0 {
