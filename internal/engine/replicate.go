@@ -144,16 +144,7 @@ func (w *replica) read(i, n int, progress func(uint64)) {
 		} else if f.Timestamp > pl.now {
 			pl.now = f.Timestamp
 		}
-		sh, decoded := 0, false
-		if fl, ok := decode.PeekFlow(f.LinkType, f.Data); ok {
-			sh = shardOf(&fl, n)
-		} else if p.Decode(f.LinkType, f.Data); p.Status == decode.OK {
-			fl := p.Flow()
-			sh, decoded = shardOf(&fl, n), true
-		} else {
-			decoded = true // not TCP or malformed: worker 0 counts it
-		}
-		if sh == i {
+		if sh, decoded := shardFor(f, &p, n); sh == i {
 			if !decoded {
 				p.Decode(f.LinkType, f.Data)
 			}

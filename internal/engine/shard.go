@@ -115,6 +115,20 @@ func (s *sent) send(b *shardBatch) {
 	b.sh.in <- b
 }
 
+// shardFor returns the shard of n that owns frame f's connection: the 4-tuple
+// read by decode.PeekFlow, or by decoding f into p where PeekFlow cannot
+// (decoded then says p holds f). Frames that are not TCP go to shard 0.
+func shardFor(f *source.Frame, p *decode.Parsed, n int) (sh int, decoded bool) {
+	if fl, ok := decode.PeekFlow(f.LinkType, f.Data); ok {
+		return shardOf(&fl, n), false
+	}
+	if p.Decode(f.LinkType, f.Data); p.Status != decode.OK {
+		return 0, true
+	}
+	fl := p.Flow()
+	return shardOf(&fl, n), true
+}
+
 // shardOf picks a shard from the connection's endpoints; swapping them gives
 // the same shard.
 func shardOf(f *decode.Flow, n int) int {
@@ -159,16 +173,11 @@ func runSharded(src source.Source, opt Options, n int) ([]*diagnose.Incident, St
 	}
 
 	st := &rd.stats
-	var p decode.Parsed // frames PeekFlow leaves to Decode
+	var p decode.Parsed // for frames PeekFlow leaves to Decode
 	rerr := readAll(src, func(f *source.Frame, num uint64) {
 		rd.countFrame(f)
-		sh := shards[0]
-		if fl, ok := decode.PeekFlow(f.LinkType, f.Data); ok {
-			sh = shards[shardOf(&fl, n)]
-		} else if p.Decode(f.LinkType, f.Data); p.Status == decode.OK {
-			fl := p.Flow()
-			sh = shards[shardOf(&fl, n)]
-		}
+		i, _ := shardFor(f, &p, n)
+		sh := shards[i]
 		b := sh.cur
 		b.arena = append(b.arena, f.Data...)
 		b.fr[b.n] = shardFrame{ts: f.Timestamp, num: num, end: uint32(len(b.arena)), lt: f.LinkType}
