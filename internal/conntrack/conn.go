@@ -76,58 +76,70 @@ type HTTPMsg struct {
 }
 
 // Endpoint is one side of a connection.
+//
+// The fields every packet reads or writes come first and fill two cache
+// lines; the rest (addresses, FIN and RST details, thresholds) after, and
+// the struct is padded to whole lines so that in Conn.Ep both endpoints'
+// hot lines start on a line (see Conn). On the bench capture a packet
+// touched nearly all of the 13 lines of a Conn before.
 type Endpoint struct {
-	Addr             netip.AddrPort
-	State, PrevState EndpointState
 	Pkts             uint64
 	PayloadBytes     uint64 // sum of payload lengths (retransmissions included)
 	FirstTS, LastTS  int64
+	LastDataTS       int64 // time of the last payload-carrying packet
+	LastDataPkt      uint64
+	FinPkt           uint64 // packet number of the first FIN, 0 if none
+	RstPkt           uint64 // packet number of the first RST, 0 if none
 	ISN              uint32 // initial sequence number (or first seq - 1 when no SYN was seen)
-	SawSYN           bool
-	seqInit          bool
 	lastSeq          uint32 // highest seq one past a segment
 	seqWraps         uint32 // times lastSeq wrapped around 2^32
 	ackSeq           uint32 // highest ack received from the peer for this side's data
 	ackWraps         uint32
-	ackInit          bool
 	dataEnd          uint32 // one past the highest payload byte seen
-	Retrans          uint32
-	ZeroWindows      uint32
-	Gaps             uint32
-	WScale           int8 // negotiated shift; -1 unknown
 	MaxWin           uint32
-	FinPkt           uint64 // packet number of the first FIN, 0 if none
-	FinTS            int64
+	NonRstPkts       uint32
+	TSOptPkts        uint32 // non-RST packets carrying the timestamp option
 	FinSeq           uint32
+	hist             uint16 // Zeek history flags recorded (once-per-direction letters)
+	State, PrevState EndpointState
+	seqInit          bool
+	ackInit          bool
+	SawSYN           bool
+	WScale           int8  // negotiated shift; -1 unknown
+	TTLMin, TTLMax   uint8 // over non-RST packets
+
+	// Below: what only some packets touch.
+	Addr        netip.AddrPort
+	Retrans     uint32
+	ZeroWindows uint32
+	Gaps        uint32
+	FinTS       int64
 	// FinPending: when this side sent its FIN, the last HTTP message seen
 	// on the connection was a request still waiting for its response.
 	FinPending bool
 	// ProxyErrors counts the 502, 503 and 504 responses this side sent (all
 	// of them, kept or not): the diagnosis looks for proxy errors only where
 	// there are some.
-	ProxyErrors    uint32
-	RstPkt         uint64 // packet number of the first RST, 0 if none
-	RstTS          int64
-	RstSeq         uint32
-	RstFlags       decode.Flags
-	RstWin         uint16
-	RstTTL         uint8
-	RstHasTS       bool
-	RstCount       uint32
-	RstPayload     []byte // first bytes of an RST's payload (diagnostic payload), nil if none
-	TTLMin, TTLMax uint8  // over non-RST packets
-	NonRstPkts     uint32
-	TSOptPkts      uint32 // non-RST packets carrying the timestamp option
-	LastDataTS     int64  // time of the last payload-carrying packet
-	LastDataPkt    uint64
-	hist           uint16 // Zeek history flags recorded (once-per-direction letters)
-	histLastSYN    uint64
-	histLastFIN    uint64
-	histLastRST    uint64
-	rxmtThresh     uint32
-	zwThresh       uint32
-	gapThresh      uint32
+	ProxyErrors uint32
+	RstTS       int64
+	RstSeq      uint32
+	RstFlags    decode.Flags
+	RstWin      uint16
+	RstTTL      uint8
+	RstHasTS    bool
+	RstCount    uint32
+	RstPayload  []byte // first bytes of an RST's payload (diagnostic payload), nil if none
+	histLastSYN uint64
+	histLastFIN uint64
+	histLastRST uint64
+	rxmtThresh  uint32
+	zwThresh    uint32
+	gapThresh   uint32
+	_           [endpointPad]byte
 }
+
+// endpointPad makes an Endpoint a whole number of cache lines.
+const endpointPad = 48
 
 // Size is the payload byte count as Zeek computes it (from sequence numbers,
 // so retransmissions are not counted twice).
@@ -175,33 +187,43 @@ const (
 )
 
 // Conn is one TCP connection.
+//
+// The fields every packet touches come first, in three cache lines, then
+// the two endpoints on lines of their own (whose hot fields come first, see
+// Endpoint): a packet touches 7 of the 14 lines. A Conn is exactly the
+// 896-byte size class, whose objects start on a line.
 type Conn struct {
+	key        key
+	Last       int64
+	Start      int64
+	TotalPkts  uint64
+	MaxGap     int64 // longest silence between two packets of this connection, ns
+	closedAt   int64 // when both sides ended (FIN/RST), 0 while open
+	pkts       []Pkt
+	http       []HTTPMsg
+	history    []byte
+	ring       int // next overwrite position within the tail, once full
+	httpRing   int
+	HTTPTotal  int
+	clientIsA  bool // the client (Ep[0]) is the key's a side
+	done       bool
+	reqPending bool // the last HTTP message was a request without a final response yet
+	Flipped    bool // roles were swapped from "first sender is the client" (Zeek's ^)
+	Evicted    bool // released because the table was full, not because it ended
 	// ID is the number of the connection's first packet (as given to
 	// Tracker.Add): unique in a capture, in order of first packet, and the
 	// same however the capture is split between trackers.
-	ID      uint64
-	Ep      [2]Endpoint
-	Flipped bool // roles were swapped from "first sender is the client" (Zeek's ^)
-	Start   int64
-	Last    int64
-	// TotalPkts counts every packet of the connection; Pkts holds at most
-	// headPkts+tailPkts of them (see Packets).
-	TotalPkts  uint64
-	pkts       []Pkt
-	ring       int // next overwrite position within the tail, once full
-	http       []HTTPMsg
-	httpRing   int
-	HTTPTotal  int
-	reqPending bool // the last HTTP message was a request without a final response yet
-	Notes      []Note
-	history    []byte
-	MaxGap     int64 // longest silence between two packets of this connection, ns
-	Evicted    bool  // released because the table was full, not because it ended
-	closedAt   int64 // when both sides ended (FIN/RST), 0 while open
-	key        key
-	clientIsA  bool // the client (Ep[0]) is the key's a side
-	done       bool
+	ID    uint64
+	Notes []Note
+	_     [connPad]byte
+	Ep    [2]Endpoint
 }
+
+// connPad puts Ep on a cache line.
+const connPad = 40
+
+// TotalPkts counts every packet of the connection; the packets kept are at
+// most headPkts+tailPkts of them (see Packets).
 
 // Client returns the originator's address.
 func (c *Conn) Client() netip.AddrPort { return c.Ep[FromClient].Addr }
