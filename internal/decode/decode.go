@@ -212,8 +212,8 @@ func (p *Parsed) decodeIPv4(b []byte) {
 	p.IPVersion = 4
 	p.Src = netip.AddrFrom4(ip.SourceAddress())
 	p.Dst = netip.AddrFrom4(ip.DestinationAddress())
-	p.SrcWords = [2]uint64{0, 0xffff<<32 | uint64(binary.BigEndian.Uint32(b[12:]))}
-	p.DstWords = [2]uint64{0, 0xffff<<32 | uint64(binary.BigEndian.Uint32(b[16:]))}
+	p.SrcWords = ip.SourceWords()
+	p.DstWords = ip.DestinationWords()
 	p.TTL = ip.TTL()
 	p.IPID = ip.ID()
 	p.DF = b[6]&0x40 != 0
@@ -260,8 +260,8 @@ func (p *Parsed) decodeIPv6(b []byte) {
 	p.IPVersion = 6
 	p.Src = netip.AddrFrom16(ip.SourceAddress())
 	p.Dst = netip.AddrFrom16(ip.DestinationAddress())
-	p.SrcWords = [2]uint64{binary.BigEndian.Uint64(b[8:]), binary.BigEndian.Uint64(b[16:])}
-	p.DstWords = [2]uint64{binary.BigEndian.Uint64(b[24:]), binary.BigEndian.Uint64(b[32:])}
+	p.SrcWords = ip.SourceWords()
+	p.DstWords = ip.DestinationWords()
 	p.TTL = ip.HopLimit()
 	p.IPID, p.DF = 0, false // an inner (Teredo) packet must not keep the outer IPv4's
 	plen := ip.PayloadLength()

@@ -1,7 +1,5 @@
 package decode
 
-import "encoding/binary"
-
 // Flow is a TCP segment's 4-tuple in the form Parsed holds it: addresses as
 // two big-endian words of their 16-byte form, and the ports.
 type Flow struct {
@@ -33,27 +31,30 @@ func PeekFlow(linkType uint32, data []byte) (f Flow, ok bool) {
 	}
 	switch ethertype {
 	case 0x0800:
-		if len(data) < IPv4MinimumSize || data[0]>>4 != 4 || data[9] != 6 {
+		ip := IPv4(data)
+		if len(data) < IPv4MinimumSize || ip.Version() != 4 || ip.Protocol() != 6 {
 			return f, false
 		}
-		hl := int(data[0]&0xf) * 4
-		if hl < IPv4MinimumSize || binary.BigEndian.Uint16(data[6:])&0x1fff != 0 || len(data) < hl+4 {
+		hl := ip.HeaderLength()
+		if hl < IPv4MinimumSize || ip.FragmentOffset() != 0 || len(data) < hl+4 {
 			return f, false
 		}
-		f.SrcWords = [2]uint64{0, 0xffff<<32 | uint64(binary.BigEndian.Uint32(data[12:]))}
-		f.DstWords = [2]uint64{0, 0xffff<<32 | uint64(binary.BigEndian.Uint32(data[16:]))}
+		f.SrcWords = ip.SourceWords()
+		f.DstWords = ip.DestinationWords()
 		data = data[hl:]
 	case 0x86dd:
-		if len(data) < IPv6FixedSize+4 || data[0]>>4 != 6 || data[6] != 6 {
+		ip := IPv6(data)
+		if len(data) < IPv6FixedSize+4 || ip.Version() != 6 || ip.NextHeader() != 6 {
 			return f, false
 		}
-		f.SrcWords = [2]uint64{binary.BigEndian.Uint64(data[8:]), binary.BigEndian.Uint64(data[16:])}
-		f.DstWords = [2]uint64{binary.BigEndian.Uint64(data[24:]), binary.BigEndian.Uint64(data[32:])}
+		f.SrcWords = ip.SourceWords()
+		f.DstWords = ip.DestinationWords()
 		data = data[IPv6FixedSize:]
 	default:
 		return f, false
 	}
-	f.SrcPort = binary.BigEndian.Uint16(data)
-	f.DstPort = binary.BigEndian.Uint16(data[2:])
+	// Only the ports are read: the rest of the header may be cut off.
+	f.SrcPort = TCP(data).SourcePort()
+	f.DstPort = TCP(data).DestinationPort()
 	return f, true
 }

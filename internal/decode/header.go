@@ -25,6 +25,15 @@ func (b IPv4) MoreFragments() bool    { return b[6]&0x20 != 0 }
 func (b IPv4) TTL() uint8             { return b[8] }
 func (b IPv4) Protocol() uint8        { return b[9] }
 func (b IPv4) SourceAddress() [4]byte { return [4]byte(b[12:16]) }
+
+// SourceWords and DestinationWords are the addresses in their 16-byte form
+// (IPv4-mapped) as two big-endian words: what Parsed.SrcWords holds.
+func (b IPv4) SourceWords() [2]uint64 {
+	return [2]uint64{0, 0xffff<<32 | uint64(binary.BigEndian.Uint32(b[12:]))}
+}
+func (b IPv4) DestinationWords() [2]uint64 {
+	return [2]uint64{0, 0xffff<<32 | uint64(binary.BigEndian.Uint32(b[16:]))}
+}
 func (b IPv4) DestinationAddress() [4]byte {
 	return [4]byte(b[16:20])
 }
@@ -37,6 +46,15 @@ func (b IPv6) PayloadLength() int      { return int(binary.BigEndian.Uint16(b[4:
 func (b IPv6) NextHeader() uint8       { return b[6] }
 func (b IPv6) HopLimit() uint8         { return b[7] }
 func (b IPv6) SourceAddress() [16]byte { return [16]byte(b[8:24]) }
+
+// SourceWords and DestinationWords are the addresses as two big-endian
+// words: what Parsed.SrcWords holds.
+func (b IPv6) SourceWords() [2]uint64 {
+	return [2]uint64{binary.BigEndian.Uint64(b[8:]), binary.BigEndian.Uint64(b[16:])}
+}
+func (b IPv6) DestinationWords() [2]uint64 {
+	return [2]uint64{binary.BigEndian.Uint64(b[24:]), binary.BigEndian.Uint64(b[32:])}
+}
 func (b IPv6) DestinationAddress() [16]byte {
 	return [16]byte(b[24:40])
 }
