@@ -90,6 +90,7 @@ type Pipeline struct {
 	dg    *diagnose.Diagnoser
 	stats Stats
 	now   int64 // capture time reached: the latest frame or Tick
+	swept int64 // the clock at a sharded run's last advanceShard
 	// link type counts, batched: a map increment per packet is measurable
 	lastLT  uint32
 	ltCount uint64
@@ -161,8 +162,8 @@ func (pl *Pipeline) Feed(f *source.Frame, num uint64) {
 // FeedDecoded is Feed for a caller that has decoded f into p already (watch
 // looks at each packet before the engine does).
 func (pl *Pipeline) FeedDecoded(f *source.Frame, p *decode.Parsed, num uint64) {
-	if pl.tally(f, p) {
-		pl.add(p, num, f.Timestamp, f.Comment)
+	pl.countFrame(f)
+	if pl.track(p, num, f.Timestamp, f.Comment) {
 		pl.release()
 	}
 	if pl.opt.Progress != nil && pl.stats.Frames&0xffff == 0 {
@@ -170,15 +171,10 @@ func (pl *Pipeline) FeedDecoded(f *source.Frame, p *decode.Parsed, num uint64) {
 	}
 }
 
-// tally counts f, decoded into p, in the input statistics and reports
-// whether it is a TCP packet to track.
-func (pl *Pipeline) tally(f *source.Frame, p *decode.Parsed) bool {
-	pl.countFrame(f)
-	return pl.countDecoded(p, f.Comment != "")
-}
-
 // countFrame counts f in the statistics that need no decoding: frames,
-// bytes, link types, the time range. A sharded run's reader counts these.
+// bytes, link types, the time range. In a sharded run the reader (or the
+// first of the replicated readers) counts these; the shards count the rest
+// (track).
 func (pl *Pipeline) countFrame(f *source.Frame) {
 	st := &pl.stats
 	st.Frames++
@@ -199,9 +195,33 @@ func (pl *Pipeline) countFrame(f *source.Frame) {
 	}
 }
 
+// track counts frame number num, decoded into p, by what it turned out to
+// be, and tracks it if it is a TCP packet (which it reports), moving the
+// clock to its time.
+func (pl *Pipeline) track(p *decode.Parsed, num uint64, ts int64, comment string) bool {
+	if !pl.countDecoded(p, comment != "") {
+		return false
+	}
+	if ts > pl.now {
+		pl.now = ts
+	}
+	pl.add(p, num, ts, comment)
+	return true
+}
+
+// advanceShard moves a shard's tracker to the pipeline's clock once 100 ms
+// of capture time have passed since the last time: the clock follows the
+// whole capture, the tracker only its own packets, and ended connections
+// must be finished on time even in a quiet shard.
+func (pl *Pipeline) advanceShard() {
+	if pl.now-pl.swept >= 1e8 {
+		pl.tr.Advance(pl.now)
+		pl.swept = pl.now
+	}
+}
+
 // countDecoded counts a decoded frame by what it turned out to be, and
-// reports whether it is a TCP packet to track. A sharded run's shards,
-// which decode, count these.
+// reports whether it is a TCP packet to track.
 func (pl *Pipeline) countDecoded(p *decode.Parsed, comment bool) bool {
 	st := &pl.stats
 	switch p.Status {

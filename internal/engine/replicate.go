@@ -121,7 +121,6 @@ func runReplicated(srcs []source.Source, opt Options) ([]*diagnose.Incident, Sta
 func (w *replica) read(i, n int, progress func(uint64)) {
 	pl := w.pl
 	var p decode.Parsed
-	var swept int64
 	var rows []byte
 	var at uint64 // the frame being read; at the end, the largest uint64
 	handOn := func() {
@@ -148,14 +147,9 @@ func (w *replica) read(i, n int, progress func(uint64)) {
 			if !decoded {
 				p.Decode(f.LinkType, f.Data)
 			}
-			if pl.countDecoded(&p, f.Comment != "") {
-				pl.add(&p, num, f.Timestamp, f.Comment)
-			}
+			pl.track(&p, num, f.Timestamp, f.Comment)
 		}
-		if pl.now-swept >= 1e8 {
-			pl.tr.Advance(pl.now)
-			swept = pl.now
-		}
+		pl.advanceShard()
 		if w.out != nil && num >= nextWindow {
 			handOn()
 			nextWindow = num + rowWindow

@@ -221,7 +221,6 @@ func runSharded(src source.Source, opt Options, n int) ([]*diagnose.Incident, St
 func (sh *shard) work() {
 	pl := sh.pl
 	var p decode.Parsed
-	var swept int64
 	for b := range sh.in {
 		pl.rows = &b.rows
 		start := uint32(0)
@@ -229,23 +228,13 @@ func (sh *shard) work() {
 			fr := &b.fr[i]
 			p.Decode(fr.lt, b.arena[start:fr.end:fr.end])
 			start = fr.end
-			if !pl.countDecoded(&p, b.note[i] != "") {
-				continue
-			}
-			if fr.ts > pl.now {
-				pl.now = fr.ts
-			}
-			pl.add(&p, fr.num, fr.ts, b.note[i])
+			pl.track(&p, fr.num, fr.ts, b.note[i])
 		}
-		// The reader's clock, not only this shard's packets, moves time on:
-		// ended connections are finished on time even in a quiet shard.
+		// The reader's clock, not only this shard's packets, moves time on.
 		if b.now > pl.now {
 			pl.now = b.now
 		}
-		if pl.now-swept >= 1e8 {
-			pl.tr.Advance(pl.now)
-			swept = pl.now
-		}
+		pl.advanceShard()
 		clear(b.note[:b.n])
 		b.n, b.arena = 0, b.arena[:0]
 		pl.rows = nil
