@@ -193,9 +193,11 @@ const (
 // Endpoint): a packet touches 7 of the 14 lines. A Conn is exactly the
 // 896-byte size class, whose objects start on a line.
 type Conn struct {
-	key        key
-	Last       int64
-	Start      int64
+	key   key
+	Last  int64
+	Start int64
+	// TotalPkts counts every packet of the connection; the packets kept
+	// are at most headPkts+tailPkts of them (see Packets).
 	TotalPkts  uint64
 	MaxGap     int64 // longest silence between two packets of this connection, ns
 	closedAt   int64 // when both sides ended (FIN/RST), 0 while open
@@ -221,9 +223,6 @@ type Conn struct {
 
 // connPad puts Ep on a cache line.
 const connPad = 40
-
-// TotalPkts counts every packet of the connection; the packets kept are at
-// most headPkts+tailPkts of them (see Packets).
 
 // Client returns the originator's address.
 func (c *Conn) Client() netip.AddrPort { return c.Ep[FromClient].Addr }

@@ -10,8 +10,6 @@ import (
 // two byte comparisons for non-HTTP payload; it misses messages whose first
 // line is split across segments, which is rare for request and status lines.
 
-var methods = [...]string{"GET", "POST", "PUT", "HEAD", "DELETE", "OPTIONS", "PATCH", "CONNECT", "TRACE"}
-
 const maxTarget = 200
 
 // sniffHTTP records an HTTP message starting in payload and returns its

@@ -254,6 +254,9 @@ func TestFinPendingAndProxyErrors(t *testing.T) {
 	}
 }
 
+// methods are the request methods methodOf knows.
+var methods = [...]string{"GET", "POST", "PUT", "HEAD", "DELETE", "OPTIONS", "PATCH", "CONNECT", "TRACE"}
+
 // methodOfLoop is the plain definition methodOf must agree with: the first
 // space within the first 8 bytes ends a name from methods.
 func methodOfLoop(line []byte) string {

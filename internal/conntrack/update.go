@@ -19,8 +19,8 @@ const (
 
 // add updates c with one packet.
 func (c *Conn) add(p *decode.Parsed, dir Dir, num uint64, ts int64, t *Tracker) {
-	// A swap, not &c.Ep[dir]: indexing by an Endpoint's odd size costs a
-	// multiply and a bounds check on every packet.
+	// A swap, not &c.Ep[dir]: indexing by an Endpoint's size (320 bytes,
+	// not a power of two) costs a multiply and a bounds check per packet.
 	ep, peer := &c.Ep[0], &c.Ep[1]
 	if dir != FromClient {
 		ep, peer = peer, ep
