@@ -16,8 +16,8 @@ import (
 // depend on direction, read by decode.PeekFlow without decoding the rest).
 // Each shard is a pipeline of its own on its own goroutine: it decodes its
 // frames, counts what they are, and tracks and diagnoses them. Frames that
-// are not TCP, or that PeekFlow cannot place and Decode finds malformed, go
-// to the first shard, which counts them. At the end the shards' diagnosers
+// PeekFlow cannot place are decoded by the reader to find their flow; those
+// that turn out not to be TCP (or malformed) it counts itself. At the end the shards' diagnosers
 // are merged, so proxy errors are tied to upstream failures in any shard,
 // and their counters are added up.
 //
@@ -176,7 +176,15 @@ func runSharded(src source.Source, opt Options, n int) ([]*diagnose.Incident, St
 	var p decode.Parsed // for frames PeekFlow leaves to Decode
 	rerr := readAll(src, func(f *source.Frame, num uint64) {
 		rd.countFrame(f)
-		i, _ := shardFor(f, &p, n)
+		if opt.Progress != nil && st.Frames&0xffff == 0 {
+			opt.Progress(st.Frames)
+		}
+		i, decoded := shardFor(f, &p, n)
+		if decoded && p.Status != decode.OK {
+			// Not TCP: decoded already, counted here, no shard needs it.
+			rd.countDecoded(&p, f.Comment != "")
+			return
+		}
 		sh := shards[i]
 		b := sh.cur
 		b.arena = append(b.arena, f.Data...)
@@ -187,9 +195,6 @@ func runSharded(src source.Source, opt Options, n int) ([]*diagnose.Incident, St
 			b.now = rd.now
 			out.send(b)
 			sh.cur = out.take(sh)
-		}
-		if opt.Progress != nil && st.Frames&0xffff == 0 {
-			opt.Progress(st.Frames)
 		}
 	})
 	for _, sh := range shards {
