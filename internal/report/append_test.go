@@ -94,7 +94,14 @@ func TestAppendConnSameAsEncodingJSON(t *testing.T) {
 	}
 	n, l := checkAppendConn(t, "odd HTTP lines", c.Pcap())
 	total, lines = total+n, lines+l
-	if total < 500 || lines < 800 {
+	// The generated traffic alone gives 400 connections; the shared
+	// captures, where they are beside the repository (CI), at least 100 more.
+	want := 500
+	if len(files) == 0 {
+		t.Log("no ../shared/captures beside the repository: generated traffic only")
+		want = 400
+	}
+	if total < want || lines < 800 {
 		t.Fatalf("compared only %d connections and %d HTTP lines", total, lines)
 	}
 	t.Logf("%d connections, %d HTTP lines, %d captures", total, lines, len(files)+1)
