@@ -39,7 +39,7 @@ const (
 	Reset
 )
 
-// Pkt is one packet as kept for timelines and evidence (about 48 bytes).
+// Pkt is one packet as kept for timelines and evidence.
 type Pkt struct {
 	Num   uint64 // 1-based packet number in the capture (Wireshark's frame number)
 	TS    int64  // Unix ns
@@ -51,12 +51,38 @@ type Pkt struct {
 	Dir   Dir
 	TTL   uint8
 	HasTS bool // timestamp option present
-	IPID  uint16
-	// HTTP is the index of the message starting in this packet: in the
-	// tracker, its serial number on the connection; in the slices returned
-	// by Conn.Packets, its index in Conn.HTTP(); -1 if none (or not kept).
+	// HTTP is the index in Conn.HTTP() of the message starting in this
+	// packet, -1 if none (or not kept).
 	HTTP int32
 	Note int16 // index into Conn.Notes (e.g. the kernel's reset reason), or -1
+}
+
+// record is a packet as the tracker keeps it: a Pkt in 32 bytes, two to a
+// cache line. The message and note of a packet are found by its number
+// when Packets expands the records.
+type record struct {
+	num    uint64
+	ts     int64
+	seq    uint32
+	ack    uint32
+	lenTTL uint32 // payload length (at most recLenMax) << 8 | TTL
+	win    uint16
+	flags  decode.Flags
+	bits   uint8 // recFromServer, recHasTS
+}
+
+const (
+	recFromServer = 1 << iota
+	recHasTS
+	recLenMax = 1<<24 - 1
+)
+
+func (r *record) dir() Dir { return Dir(r.bits & recFromServer) }
+
+// pkt expands r (HTTP and Note still to be resolved).
+func (r *record) pkt() Pkt {
+	return Pkt{Num: r.num, TS: r.ts, Seq: r.seq, Ack: r.ack, Len: r.lenTTL >> 8, Win: r.win,
+		Flags: r.flags, Dir: r.dir(), TTL: uint8(r.lenTTL), HasTS: r.bits&recHasTS != 0, HTTP: -1, Note: -1}
 }
 
 // HTTPMsg is a request or status line seen at the start of a segment.
@@ -179,6 +205,7 @@ type Note struct {
 const (
 	headPkts    = 8  // the first packets (handshake, first request)
 	tailPkts    = 24 // the last packets (the end, where resets are)
+	inlineRecs  = 16 // records held in the Conn itself; the rest in Conn.more
 	headHTTP    = 2
 	tailHTTP    = 14
 	maxHistory  = 64
@@ -188,23 +215,37 @@ const (
 
 // Conn is one TCP connection.
 //
-// The fields every packet touches come first, in three cache lines, then
-// the two endpoints on lines of their own (whose hot fields come first, see
-// Endpoint): a packet touches 7 of the 14 lines. A Conn is exactly the
-// 896-byte size class, whose objects start on a line.
+// Its state (connState) comes first: the fields every packet touches in
+// three cache lines, then the two endpoints on lines of their own (whose
+// hot fields come first, see Endpoint). Then the first inlineRecs packet
+// records, which a recycled Conn does not clear: they are written before
+// they are read. A Conn is exactly the 1408-byte size class, whose objects
+// start on a line, and a connection of up to 16 packets (most of them, on
+// a busy server: a short request, answered and closed) needs no other
+// memory for its records. Memory taken from the pools for a new
+// connection was last touched when the connection before it lingered
+// seconds ago: it is cold, and every line of it costs a miss.
 type Conn struct {
+	connState
+	recs [inlineRecs]record
+}
+
+// connState is what a recycled Conn starts again from zero.
+type connState struct {
 	key   key
+	hash  uint64 // key's hash in the tracker's table
 	Last  int64
 	Start int64
 	// TotalPkts counts every packet of the connection; the packets kept
 	// are at most headPkts+tailPkts of them (see Packets).
 	TotalPkts  uint64
-	MaxGap     int64 // longest silence between two packets of this connection, ns
-	closedAt   int64 // when both sides ended (FIN/RST), 0 while open
-	pkts       []Pkt
+	MaxGap     int64    // longest silence between two packets of this connection, ns
+	closedAt   int64    // when both sides ended (FIN/RST), 0 while open
+	more       []record // records past inlineRecs (from the tracker's storage), or nil
 	http       []HTTPMsg
 	history    []byte
-	ring       int // next overwrite position within the tail, once full
+	nrec       int32 // records kept, at most headPkts+tailPkts
+	ring       int32 // next overwrite position within the tail, once full
 	httpRing   int
 	HTTPTotal  int
 	clientIsA  bool // the client (Ep[0]) is the key's a side
@@ -222,7 +263,7 @@ type Conn struct {
 }
 
 // connPad puts Ep on a cache line.
-const connPad = 40
+const connPad = 32
 
 // Client returns the originator's address.
 func (c *Conn) Client() netip.AddrPort { return c.Ep[FromClient].Addr }
@@ -231,42 +272,57 @@ func (c *Conn) Client() netip.AddrPort { return c.Ep[FromClient].Addr }
 func (c *Conn) Server() netip.AddrPort { return c.Ep[FromServer].Addr }
 
 // Packets returns the kept packets in capture order, with Pkt.HTTP as an
-// index into HTTP(). The slice is freshly allocated; the connection is
-// recycled after the done callback returns.
+// index into HTTP() and Pkt.Note into Notes. The slice is freshly
+// allocated; the connection is recycled after the done callback returns.
 func (c *Conn) Packets() []Pkt {
-	var out []Pkt
-	if len(c.pkts) < headPkts+tailPkts || c.ring == 0 {
-		out = append([]Pkt(nil), c.pkts...)
+	n := int(c.nrec)
+	out := make([]Pkt, 0, n)
+	if n < headPkts+tailPkts || c.ring == 0 {
+		for i := 0; i < n; i++ {
+			out = append(out, c.recAt(i).pkt())
+		}
 	} else {
-		out = make([]Pkt, 0, len(c.pkts))
-		out = append(out, c.pkts[:headPkts]...)
-		tail := c.pkts[headPkts:]
-		out = append(out, tail[c.ring:]...)
-		out = append(out, tail[:c.ring]...)
+		for i := 0; i < headPkts; i++ {
+			out = append(out, c.recAt(i).pkt())
+		}
+		for i := 0; i < tailPkts; i++ {
+			out = append(out, c.recAt(headPkts+(int(c.ring)+i)%tailPkts).pkt())
+		}
 	}
-	for i := range out {
-		if out[i].HTTP >= 0 {
-			out[i].HTTP = int32(c.httpIndex(int(out[i].HTTP)))
+	// A message and a note belong to the packet of their number (one
+	// message at most starts in a packet; a packet's first note wins).
+	k := int32(0)
+	c.EachHTTP(func(m *HTTPMsg) bool {
+		if i := findPkt(out, m.Pkt); i >= 0 {
+			out[i].HTTP = k
+		}
+		k++
+		return true
+	})
+	for j := range c.Notes {
+		if i := findPkt(out, c.Notes[j].Pkt); i >= 0 && out[i].Note < 0 {
+			out[i].Note = int16(j)
 		}
 	}
 	return out
 }
 
-// httpIndex maps a message's serial number to its index in HTTP(), or -1
-// if it was not kept.
-func (c *Conn) httpIndex(serial int) int {
-	if serial < headHTTP {
-		if serial < len(c.http) {
-			return serial
+// findPkt returns the index of packet num in ps (in capture order), or -1.
+func findPkt(ps []Pkt, num uint64) int {
+	for i := range ps {
+		if ps[i].Num == num {
+			return i
 		}
-		return -1
 	}
-	tailLen := len(c.http) - headHTTP
-	first := c.HTTPTotal - tailLen
-	if tailLen <= 0 || serial < first || serial >= c.HTTPTotal {
-		return -1
+	return -1
+}
+
+// recAt returns record slot i (0 to headPkts+tailPkts-1).
+func (c *Conn) recAt(i int) *record {
+	if i < inlineRecs {
+		return &c.recs[i]
 	}
-	return headHTTP + serial - first
+	return &c.more[i-inlineRecs]
 }
 
 // HTTP returns the kept HTTP messages in order (a fresh slice).
@@ -301,7 +357,7 @@ func (c *Conn) EachHTTP(fn func(m *HTTPMsg) bool) {
 }
 
 // Dropped reports how many packets are not in Packets().
-func (c *Conn) Dropped() uint64 { return c.TotalPkts - uint64(len(c.pkts)) }
+func (c *Conn) Dropped() uint64 { return c.TotalPkts - uint64(c.nrec) }
 
 // History returns Zeek's history string.
 func (c *Conn) History() string { return string(c.history) }
@@ -394,10 +450,4 @@ func (c *Conn) AddNote(num uint64, text string) {
 		return
 	}
 	c.Notes = append(c.Notes, Note{Pkt: num, Text: text})
-	idx := int16(len(c.Notes) - 1)
-	for i := range c.pkts {
-		if c.pkts[i].Num == num && c.pkts[i].Note < 0 {
-			c.pkts[i].Note = idx
-		}
-	}
 }

@@ -33,6 +33,7 @@ type rec struct {
 	HTTP           []HTTPMsg
 	HTTPTotal      int
 	Pkts           []Pkt
+	Notes          []Note
 }
 
 type harness struct {
@@ -49,7 +50,7 @@ func newHarness(t *testing.T, cfg Config) *harness {
 		h.done = append(h.done, rec{ID: c.ID, State: c.State(), History: c.History(), Client: c.Client(),
 			Server: c.Server(), Flipped: c.Flipped, Evicted: c.Evicted, Ended: c.Ended(), TotalPkts: c.TotalPkts,
 			Size: [2]uint64{c.Ep[0].Size(), c.Ep[1].Size()}, Ep: c.Ep, HTTP: c.HTTP(), HTTPTotal: c.HTTPTotal,
-			Pkts: c.Packets()})
+			Pkts: c.Packets(), Notes: append([]Note(nil), c.Notes...)})
 	})
 	return h
 }

@@ -7,7 +7,8 @@ import (
 
 // The layout the hot path relies on (see Endpoint and Conn): both
 // endpoints start on a cache line, their per-packet fields and the Conn's
-// own fit in the lines before the cold ones.
+// own fit in the lines before the cold ones; packet records do not
+// straddle lines.
 func TestLayout(t *testing.T) {
 	var c Conn
 	var e Endpoint
@@ -20,7 +21,14 @@ func TestLayout(t *testing.T) {
 	if off := unsafe.Offsetof(e.Addr); off > 128 {
 		t.Errorf("Endpoint's per-packet fields end at %d: more than two lines", off)
 	}
-	if n := unsafe.Sizeof(c); n > 896 || n%64 != 0 {
-		t.Errorf("Conn is %d bytes: want whole lines within the 896-byte size class", n)
+	if n := unsafe.Sizeof(c); n > 1408 || n%64 != 0 {
+		t.Errorf("Conn is %d bytes: want whole lines within the 1408-byte size class", n)
+	}
+	if off := unsafe.Offsetof(c.recs); off%64 != 0 {
+		t.Errorf("Conn.recs at offset %d, not on a cache line", off)
+	}
+	var r record
+	if n := unsafe.Sizeof(r); 64%n != 0 {
+		t.Errorf("a packet record is %d bytes: records straddle cache lines", n)
 	}
 }

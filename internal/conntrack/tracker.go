@@ -71,15 +71,20 @@ func (k *key) self() bool {
 	return k.alo == k.blo && k.ahi == k.bhi && k.pa == k.pb
 }
 
-// makeKey returns the key and whether src is the key's a side.
-func makeKey(p *decode.Parsed) (key, bool) {
+// set makes k the key of p's 4-tuple and reports whether src is the key's
+// a side. It fills k in place: a key returned by value was copied with
+// wide loads of memory just written in narrow stores, which the CPU
+// cannot forward (a stall on every packet).
+func (k *key) set(p *decode.Parsed) bool {
 	shi, slo := p.SrcWords[0], p.SrcWords[1]
 	dhi, dlo := p.DstWords[0], p.DstWords[1]
 	srcFirst := shi < dhi || (shi == dhi && (slo < dlo || (slo == dlo && p.SrcPort <= p.DstPort)))
 	if srcFirst {
-		return key{shi, slo, dhi, dlo, p.SrcPort, p.DstPort}, true
+		k.ahi, k.alo, k.bhi, k.blo, k.pa, k.pb = shi, slo, dhi, dlo, p.SrcPort, p.DstPort
+	} else {
+		k.ahi, k.alo, k.bhi, k.blo, k.pa, k.pb = dhi, dlo, shi, slo, p.DstPort, p.SrcPort
 	}
-	return key{dhi, dlo, shi, slo, p.DstPort, p.SrcPort}, false
+	return srcFirst
 }
 
 // cacheSize is the number of slots of the direct-mapped cache in front of
@@ -87,12 +92,21 @@ func makeKey(p *decode.Parsed) (key, bool) {
 // slot compare is cheaper than a map probe.
 const cacheSize = 1024
 
-// slot picks a cache slot from the ports and the low address bits.
-func (k *key) slot() int {
+// slot picks a cache slot from the ports and the low address bits, and
+// returns the whole product as the slot's tag.
+func (k *key) slot() (int, uint64) {
 	h := uint64(k.pa)<<16 | uint64(k.pb)
 	h ^= k.alo ^ k.blo<<7
 	h *= 0x9e3779b97f4a7c15
-	return int(h >> (64 - 10))
+	return int(h >> (64 - 10)), h
+}
+
+// cacheSlot is a cache entry: the tag spares a look at a connection that is
+// not the packet's (a new connection's slot holds another one, whose
+// memory is cold by then).
+type cacheSlot struct {
+	tag uint64
+	c   *Conn
 }
 
 // ref is a queue entry. Conns are recycled, so an entry is only valid while
@@ -108,7 +122,7 @@ func (r ref) live() bool { return r.c != nil && !r.c.done && r.c.ID == r.id }
 // Tracker rebuilds connections. It is not safe for concurrent use.
 type Tracker struct {
 	cfg   Config
-	table map[key]*Conn
+	table table
 	done  func(*Conn)
 	stats Stats
 	// order holds live connections in creation order, for eviction.
@@ -120,7 +134,7 @@ type Tracker struct {
 	free      []*Conn
 	now       int64
 	nextSweep int64
-	cache     [cacheSize]*Conn
+	cache     [cacheSize]cacheSlot
 	store     storage
 }
 
@@ -134,11 +148,11 @@ func New(cfg Config, done func(*Conn)) *Tracker {
 	if cfg.Linger <= 0 {
 		cfg.Linger = 5e9
 	}
-	return &Tracker{cfg: cfg, table: make(map[key]*Conn, 1024), done: done}
+	return &Tracker{cfg: cfg, table: newTable(), done: done}
 }
 
 // Stats returns the counters so far.
-func (t *Tracker) Stats() Stats { s := t.stats; s.Live = len(t.table); return s }
+func (t *Tracker) Stats() Stats { s := t.stats; s.Live = t.table.n; return s }
 
 // Add processes one TCP packet (p.Status must be decode.OK). num is its
 // 1-based packet number and ts its capture time (Unix ns). It returns the
@@ -153,12 +167,15 @@ func (t *Tracker) Add(p *decode.Parsed, num uint64, ts int64) *Conn {
 		t.sweep()
 		t.nextSweep = t.now + 1e9
 	}
-	k, srcIsA := makeKey(p)
-	slot := k.slot()
-	c := t.cache[slot]
-	if c == nil || c.done || !c.key.same(&k) {
-		c = t.table[k]
-		t.cache[slot] = c
+	var k key
+	srcIsA := k.set(p)
+	slot, tag := k.slot()
+	cs := &t.cache[slot]
+	c := cs.c
+	var h uint64
+	if cs.tag != tag || c == nil || c.done || !c.key.same(&k) {
+		h = t.table.hash(&k)
+		c = t.table.find(&k, h)
 	}
 	if c != nil && c.expired(ts, t.cfg.Linger) {
 		t.finish(c)
@@ -172,9 +189,12 @@ func (t *Tracker) Add(p *decode.Parsed, num uint64, ts int64) *Conn {
 		c = nil
 	}
 	if c == nil {
-		c = t.newConn(k, srcIsA, p, num, ts)
+		if h == 0 {
+			h = t.table.hash(&k)
+		}
+		c = t.newConn(k, h, srcIsA, p, num, ts)
 	}
-	t.cache[slot] = c
+	*cs = cacheSlot{tag, c}
 	c.add(p, c.dirOf(p, srcIsA), num, ts, t)
 	return c
 }
@@ -186,8 +206,10 @@ const attemptTimeout = 5e9
 // expired reports whether a packet at ts no longer belongs to c: c ended and
 // lingered long enough, or c is an unanswered attempt past its timeout.
 func (c *Conn) expired(ts, linger int64) bool {
-	if c.closedAt != 0 && ts > c.Last+linger {
-		return true
+	if c.closedAt != 0 {
+		// An ended connection is not an unanswered attempt: its client
+		// sent FIN or RST, or its server answered.
+		return ts > c.Last+linger
 	}
 	return c.Ep[FromClient].State == SynSent && c.Ep[FromServer].State == Inactive && ts > c.Start+attemptTimeout
 }
@@ -207,8 +229,8 @@ func (c *Conn) dirOf(p *decode.Parsed, srcIsA bool) Dir {
 	return FromServer
 }
 
-func (t *Tracker) newConn(k key, srcIsA bool, p *decode.Parsed, num uint64, ts int64) *Conn {
-	for len(t.table) >= t.cfg.MaxConns {
+func (t *Tracker) newConn(k key, h uint64, srcIsA bool, p *decode.Parsed, num uint64, ts int64) *Conn {
+	for t.table.n >= t.cfg.MaxConns {
 		t.evictOldest()
 	}
 	var c *Conn
@@ -216,13 +238,13 @@ func (t *Tracker) newConn(k key, srcIsA bool, p *decode.Parsed, num uint64, ts i
 		c = t.free[n-1]
 		t.free = t.free[:n-1]
 		hi, no := c.history[:0], c.Notes[:0]
-		*c = Conn{history: hi, Notes: no}
+		c.connState = connState{history: hi, Notes: no}
 	} else {
-		c = &Conn{history: make([]byte, 0, 16)}
+		c = &Conn{connState: connState{history: make([]byte, 0, 16)}}
 	}
 	t.stats.Conns++
 	c.ID = num
-	c.key = k
+	c.key, c.hash = k, h
 	c.clientIsA = srcIsA // Ep[0] is the source, until a flip
 	c.Start, c.Last = ts, ts
 	src := netip.AddrPortFrom(p.Src, p.SrcPort)
@@ -245,10 +267,10 @@ func (t *Tracker) newConn(k key, srcIsA bool, p *decode.Parsed, num uint64, ts i
 			}
 		}
 	}
-	t.table[k] = c
+	t.table.insert(c)
 	t.order = append(t.order, ref{c: c, id: c.ID})
-	if len(t.table) > t.stats.PeakLive {
-		t.stats.PeakLive = len(t.table)
+	if t.table.n > t.stats.PeakLive {
+		t.stats.PeakLive = t.table.n
 	}
 	return c
 }
@@ -258,8 +280,8 @@ func (c *Conn) flip() {
 	c.Ep[0], c.Ep[1] = c.Ep[1], c.Ep[0]
 	c.Flipped = !c.Flipped
 	c.clientIsA = !c.clientIsA
-	for i := range c.pkts {
-		c.pkts[i].Dir ^= 1
+	for i := 0; i < int(c.nrec); i++ {
+		c.recAt(i).bits ^= recFromServer
 	}
 	for i := range c.http {
 		c.http[i].Dir ^= 1
@@ -294,7 +316,7 @@ func (t *Tracker) compact() {
 	}
 	// A long-lived connection at the front keeps the entries of every
 	// connection created after it: drop those already finished.
-	if n := len(t.order) - t.head; n > 4096 && n > 2*len(t.table) {
+	if n := len(t.order) - t.head; n > 4096 && n > 2*t.table.n {
 		k := 0
 		for _, r := range t.order[t.head:] {
 			if r.live() {
@@ -371,11 +393,9 @@ func (t *Tracker) finish(c *Conn) {
 		return
 	}
 	c.done = true
-	if t.table[c.key] == c {
-		delete(t.table, c.key)
-	}
-	if s := c.key.slot(); t.cache[s] == c {
-		t.cache[s] = nil
+	t.table.remove(c)
+	if s, _ := c.key.slot(); t.cache[s].c == c {
+		t.cache[s] = cacheSlot{}
 	}
 	t.stats.Finished++
 	if t.done != nil {
@@ -385,11 +405,11 @@ func (t *Tracker) finish(c *Conn) {
 	// stay with the connection; references in them are forgotten. As many
 	// connections are kept for reuse as are live (at least 1024), so that
 	// a steady state allocates nothing and a burst is given back.
-	keep := max(1024, len(t.table))
+	keep := max(1024, t.table.n)
 	t.store.keep = keep
-	t.store.putPkts(c.pkts)
+	t.store.putRecs(c.more)
 	t.store.putHTTP(c.http)
-	c.pkts, c.http = nil, nil
+	c.more, c.http = nil, nil
 	clear(c.Notes)
 	if len(t.free) < keep {
 		t.free = append(t.free, c)

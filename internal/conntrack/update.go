@@ -190,11 +190,15 @@ func (c *Conn) add(p *decode.Parsed, dir Dir, num uint64, ts int64, t *Tracker) 
 	}
 
 	// Keep the packet.
-	rec := c.nextPkt(&t.store)
-	*rec = Pkt{Num: num, TS: ts, Seq: p.Seq, Ack: p.Ack, Len: uint32(p.PayloadLen), Win: p.Window,
-		Flags: flags, Dir: dir, TTL: p.TTL, HasTS: p.Opts.HasTS, IPID: p.IPID, HTTP: -1, Note: -1}
+	r := c.nextRec(&t.store)
+	bits := uint8(dir)
+	if p.Opts.HasTS {
+		bits |= recHasTS
+	}
+	*r = record{num: num, ts: ts, seq: p.Seq, ack: p.Ack, lenTTL: uint32(min(p.PayloadLen, recLenMax))<<8 | uint32(p.TTL),
+		win: p.Window, flags: flags, bits: bits}
 	if p.PayloadLen > 0 && flags&decode.RST == 0 {
-		rec.HTTP = c.sniffHTTP(dir, p.Payload, num, ts, idle, &t.store)
+		c.sniffHTTP(dir, p.Payload, num, ts, idle, &t.store)
 	}
 	if ep.FinPkt == num {
 		// After the sniffing: a response carried by the FIN answers.
@@ -210,27 +214,24 @@ func (c *Conn) bothEnded() bool {
 		(a.FinPkt != 0 && b.State == Inactive) || (b.FinPkt != 0 && a.State == Inactive)
 }
 
-// nextPkt returns the slot for the next packet record (the first headPkts
+// nextRec returns the slot for the next packet record (the first headPkts
 // and a ring of the last tailPkts are kept), which the caller overwrites.
-func (c *Conn) nextPkt(st *storage) *Pkt {
-	if n := len(c.pkts); n < headPkts+tailPkts {
-		// Grown in three steps, 8, 16, 32: most connections (refused,
-		// short, one request) keep few packets, and sizing every one at the
-		// bound cost 20 MB of peak memory on the bench capture, while
-		// growing by append (1, 2, 4, ... 32) cost six allocations and
-		// copies per busy connection. The slices come from and go back to
-		// the tracker's storage.
-		if n == cap(c.pkts) {
-			c.pkts = st.growPkts(c.pkts)
+func (c *Conn) nextRec(st *storage) *record {
+	if n := int(c.nrec); n < headPkts+tailPkts {
+		c.nrec++
+		if n < inlineRecs {
+			return &c.recs[n]
 		}
-		c.pkts = c.pkts[:n+1]
-		return &c.pkts[n]
+		if c.more == nil {
+			c.more = st.getRecs()
+		}
+		return &c.more[n-inlineRecs]
 	}
-	r := &c.pkts[headPkts+c.ring]
+	i := headPkts + int(c.ring)
 	if c.ring++; c.ring == tailPkts {
 		c.ring = 0
 	}
-	return r
+	return c.recAt(i)
 }
 
 // letter returns code in upper case for the originator, lower otherwise.
