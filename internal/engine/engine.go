@@ -43,6 +43,14 @@ type Options struct {
 	// GOMAXPROCS (at most maxWorkers), 1 keeps everything on the calling
 	// goroutine. Run uses one when OnConn or OnIncident is set.
 	Workers int
+	// ReadEach makes every worker read an input that can be read again (a
+	// capture file) itself, instead of one goroutine reading it and
+	// handing each frame to the worker that tracks its connection. It
+	// spares the hand-over's cross-CPU traffic at the cost of reading and
+	// peeking every frame in every worker: on one of this project's
+	// machines the better way in some minutes, 20% slower on another
+	// (docs/design.md).
+	ReadEach bool
 }
 
 // maxWorkers bounds the shards of a sharded run.
@@ -362,10 +370,10 @@ func readAll(src source.Source, fn func(f *source.Frame, num uint64)) error {
 }
 
 // reopen returns src and n-1 more sources over the same input, or nil if
-// src cannot be read again.
-func reopen(src source.Source, n int) []source.Source {
+// src cannot be read again or each (Options.ReadEach) is not set.
+func reopen(src source.Source, n int, each bool) []source.Source {
 	ro, ok := src.(source.Reopener)
-	if !ok {
+	if !ok || !each {
 		return nil
 	}
 	srcs := []source.Source{src}
@@ -395,13 +403,13 @@ func (pl *Pipeline) Diagnoser() *diagnose.Diagnoser { return pl.dg }
 // With more than one CPU, and no OnConn or OnIncident callback (whose
 // order would then depend on goroutine timing), connections are tracked
 // in shards on several goroutines; the results are the same as on one
-// goroutine, except where noted on runSharded. An input that can be read
-// again (a capture file: source.Reopener) is read by every shard itself
-// (runReplicated); any other, such as standard input or gzip, is read once
-// and its frames handed to the shards (runSharded).
+// goroutine, except where noted on runSharded. The input is read once and
+// its frames handed to the shards (runSharded); with Options.ReadEach, an
+// input that can be read again (a capture file: source.Reopener) is read
+// by every shard itself (runReplicated).
 func Run(src source.Source, opt Options) ([]*diagnose.Incident, Stats, error) {
 	if n := opt.workers(); n > 1 {
-		if srcs := reopen(src, n); srcs != nil {
+		if srcs := reopen(src, n, opt.ReadEach); srcs != nil {
 			incs, st, err := runReplicated(srcs, opt)
 			for _, s := range srcs[1:] {
 				s.Close()

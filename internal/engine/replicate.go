@@ -9,8 +9,8 @@ import (
 	"github.com/rstscope/rstscope/internal/source"
 )
 
-// Replicated tracking, for an input that can be read more than once (a
-// capture file, source.Reopener). Each of n workers reads the whole input
+// Replicated tracking (Options.ReadEach), for an input that can be read
+// more than once (a capture file, source.Reopener). Each of n workers reads the whole input
 // through a reader of its own, and decodes and tracks only the frames of
 // its shard: the same direction-independent hash of the 4-tuple as
 // runSharded, read by decode.PeekFlow without decoding the rest. Frames
@@ -19,9 +19,11 @@ import (
 //
 // Why read the file n times: a frame read from the page cache costs about
 // 13 ns, while handing it to another goroutine costs the reader a copy and
-// the receiver cache misses on memory another CPU wrote. On this project's
-// two-CPU machines, whose CPUs do not always share a cache, the hand-over
-// cost more than the tracking it spread (docs/design.md has the numbers).
+// the receiver cache misses on memory another CPU wrote. On one of this
+// project's two-CPU machines, whose CPUs did not always share a cache, the
+// hand-over cost more than the tracking it spread in some minutes; on
+// another it was 20% faster in all of them, and is the default
+// (docs/design.md has the numbers).
 //
 // Worker 0 also counts what needs no decoding (frames, bytes, link types,
 // the time range) and calls Progress. Each worker's clock moves with every

@@ -87,10 +87,11 @@ type runResult struct {
 	stats     Stats
 }
 
-// inputs are the two ways a capture reaches Run: as a stream read once
-// (standard input: frames handed to the shards, runSharded) and as a file
-// every shard reads itself (runReplicated).
-var inputs = []string{"stream", "file"}
+// inputs are the ways a capture reaches Run: as a stream read once
+// (standard input), as a file (both with frames handed to the shards,
+// runSharded), and as a file every shard reads itself (Options.ReadEach,
+// runReplicated).
+var inputs = []string{"stream", "file", "each"}
 
 // openAs opens data as the input kind names, and reports with *reopened
 // how often the engine opened it again.
@@ -131,9 +132,13 @@ func runAs(t *testing.T, data []byte, workers int, kind string) runResult {
 	t.Helper()
 	var reopened int
 	rd := openAs(t, data, kind, &reopened)
-	incs, st, err := Run(rd, Options{Workers: workers})
-	if kind == "file" && workers > 1 && reopened != workers-1 {
-		t.Fatalf("%d workers over a file: reopened %d times, want %d (one reader per worker)", workers, reopened, workers-1)
+	incs, st, err := Run(rd, Options{Workers: workers, ReadEach: kind == "each"})
+	want := 0
+	if kind == "each" && workers > 1 {
+		want = workers - 1 // one reader per worker
+	}
+	if reopened != want {
+		t.Fatalf("%d workers over a %s input: reopened %d times, want %d", workers, kind, reopened, want)
 	}
 	if err != nil {
 		t.Fatal(err)
@@ -215,7 +220,7 @@ func rowsAs(t *testing.T, data []byte, workers int, kind string) string {
 	row := func(b []byte, c *conntrack.Conn) []byte {
 		return fmt.Appendf(b, "%d %s %s %s %s %d/%d\n", c.ID, c.Client(), c.Server(), c.State(), c.History(), c.Ep[0].Pkts, c.Ep[1].Pkts)
 	}
-	_, st, err := Run(rd, Options{Workers: workers, Row: row, RowsTo: &out})
+	_, st, err := Run(rd, Options{Workers: workers, Row: row, RowsTo: &out, ReadEach: kind == "each"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -297,7 +302,7 @@ func TestShardedConnCap(t *testing.T) {
 	data := mixedCapture(3000)
 	for _, w := range []int{3, 4} {
 		for _, kind := range inputs {
-			_, st, err := Run(openAs(t, data, kind, nil), Options{Workers: w, Track: conntrack.Config{MaxConns: 40}})
+			_, st, err := Run(openAs(t, data, kind, nil), Options{Workers: w, Track: conntrack.Config{MaxConns: 40}, ReadEach: kind == "each"})
 			if err != nil {
 				t.Fatal(err)
 			}
