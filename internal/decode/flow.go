@@ -24,20 +24,24 @@ func (p *Parsed) Flow() Flow {
 // is false, and the caller must Decode to learn the flow. When ok is true
 // and Decode of the same frame gives OK, the flow is exactly Decode's: the
 // same bytes at the same offsets (FuzzDecode checks it).
-func PeekFlow(linkType uint32, data []byte) (f Flow, ok bool) {
+//
+// It fills *f in place: a Flow returned by value was written in narrow
+// stores and copied out with wide loads, which the CPU cannot forward from
+// its store buffer (in a profile, a third of the reader's time on that copy).
+func PeekFlow(f *Flow, linkType uint32, data []byte) (ok bool) {
 	ethertype, data, st := network(linkType, data)
 	if st != OK {
-		return f, false
+		return false
 	}
 	switch ethertype {
 	case 0x0800:
 		ip := IPv4(data)
 		if len(data) < IPv4MinimumSize || ip.Version() != 4 || ip.Protocol() != 6 {
-			return f, false
+			return false
 		}
 		hl := ip.HeaderLength()
 		if hl < IPv4MinimumSize || ip.FragmentOffset() != 0 || len(data) < hl+4 {
-			return f, false
+			return false
 		}
 		f.SrcWords = ip.SourceWords()
 		f.DstWords = ip.DestinationWords()
@@ -45,16 +49,16 @@ func PeekFlow(linkType uint32, data []byte) (f Flow, ok bool) {
 	case 0x86dd:
 		ip := IPv6(data)
 		if len(data) < IPv6FixedSize+4 || ip.Version() != 6 || ip.NextHeader() != 6 {
-			return f, false
+			return false
 		}
 		f.SrcWords = ip.SourceWords()
 		f.DstWords = ip.DestinationWords()
 		data = data[IPv6FixedSize:]
 	default:
-		return f, false
+		return false
 	}
 	// Only the ports are read: the rest of the header may be cut off.
 	f.SrcPort = TCP(data).SourcePort()
 	f.DstPort = TCP(data).DestinationPort()
-	return f, true
+	return true
 }

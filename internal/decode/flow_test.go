@@ -11,7 +11,8 @@ import (
 func TestPeekFlow(t *testing.T) {
 	peeked := map[string]bool{}
 	for _, c := range linkCases() {
-		f, ok := PeekFlow(c.link, c.frame)
+		var f Flow
+		ok := PeekFlow(&f, c.link, c.frame)
 		var p Parsed
 		p.Decode(c.link, c.frame)
 		if ok && p.Status == OK && f != p.Flow() {
@@ -38,7 +39,7 @@ func TestPeekFlow(t *testing.T) {
 		{"nine tags", ether(0x8100, cat(tag(1, 0x8100), tag(2, 0x8100), tag(3, 0x8100), tag(4, 0x8100), tag(5, 0x8100), tag(6, 0x8100), tag(7, 0x8100), tag(8, 0x8100), tag(9, 0x0800), v4pkt))},
 		{"tag cut", ether(0x8100, []byte{0, 1})},
 	} {
-		if f, ok := PeekFlow(source.LinkEthernet, c.frame); ok {
+		if f := (Flow{}); PeekFlow(&f, source.LinkEthernet, c.frame) {
 			t.Errorf("%s: PeekFlow ok with %+v, want left to Decode", c.name, f)
 		}
 	}

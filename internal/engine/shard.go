@@ -119,13 +119,14 @@ func (s *sent) send(b *shardBatch) {
 // read by decode.PeekFlow, or by decoding f into p where PeekFlow cannot
 // (decoded then says p holds f). Frames that are not TCP go to shard 0.
 func shardFor(f *source.Frame, p *decode.Parsed, n int) (sh int, decoded bool) {
-	if fl, ok := decode.PeekFlow(f.LinkType, f.Data); ok {
+	var fl decode.Flow
+	if decode.PeekFlow(&fl, f.LinkType, f.Data) {
 		return shardOf(&fl, n), false
 	}
 	if p.Decode(f.LinkType, f.Data); p.Status != decode.OK {
 		return 0, true
 	}
-	fl := p.Flow()
+	fl = p.Flow()
 	return shardOf(&fl, n), true
 }
 
