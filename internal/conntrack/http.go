@@ -12,14 +12,13 @@ import (
 
 const maxTarget = 200
 
-// sniffHTTP records an HTTP message starting in payload and returns its
-// serial number on the connection, or -1. The message is parsed before it
-// is given a slot and written there in place: a message is 120 bytes, and
-// copying it twice per segment was measurable.
-func (c *Conn) sniffHTTP(dir Dir, payload []byte, num uint64, ts int64, idle int64, st *storage) int32 {
+// sniffHTTP records an HTTP message starting in payload, if one does. The
+// message is parsed before it is given a slot and written there in place:
+// a message is 120 bytes, and copying it twice per segment was measurable.
+func (c *Conn) sniffHTTP(dir Dir, payload []byte, num uint64, ts int64, idle int64, st *storage) {
 	if len(payload) < 8 || payload[0] < 'C' || payload[0] > 'T' {
 		c.addBody(dir, len(payload))
-		return -1
+		return
 	}
 	nl := bytes.IndexByte(payload, '\n')
 	line := payload
@@ -37,12 +36,12 @@ func (c *Conn) sniffHTTP(dir Dir, payload []byte, num uint64, ts int64, idle int
 	if string(payload[:5]) == "HTTP/" {
 		if len(line) < 12 || string(line[:7]) != "HTTP/1." || line[8] != ' ' {
 			c.addBody(dir, len(payload))
-			return -1
+			return
 		}
 		for _, d := range line[9:12] {
 			if d < '0' || d > '9' {
 				c.addBody(dir, len(payload))
-				return -1
+				return
 			}
 			status = status*10 + int(d-'0')
 		}
@@ -53,7 +52,7 @@ func (c *Conn) sniffHTTP(dir Dir, payload []byte, num uint64, ts int64, idle int
 		method = methodOf(line)
 		if method == "" {
 			c.addBody(dir, len(payload))
-			return -1
+			return
 		}
 		rest := line[len(method)+1:]
 		// The version ends the line: look there first (one compare)
@@ -64,7 +63,7 @@ func (c *Conn) sniffHTTP(dir Dir, payload []byte, num uint64, ts int64, idle int
 		}
 		if end < 0 {
 			c.addBody(dir, len(payload))
-			return -1
+			return
 		}
 		target = trunc(rest[:end], maxTarget)
 	}
@@ -76,7 +75,7 @@ func (c *Conn) sniffHTTP(dir Dir, payload []byte, num uint64, ts int64, idle int
 			c.Ep[dir].ProxyErrors++
 		}
 	}
-	serial, m := c.nextHTTP(st)
+	m := c.nextHTTP(st)
 	// Every field written once, in place: as a composite literal the
 	// message (which holds strings) was built aside and copied with write
 	// barriers, about 100 instructions a message.
@@ -94,7 +93,6 @@ func (c *Conn) sniffHTTP(dir Dir, payload []byte, num uint64, ts int64, idle int
 	if nl >= 0 && (method == "" || (method != "GET" && method != "HEAD")) {
 		m.BodySeen = parseHeaders(m, payload[nl+1:])
 	}
-	return serial
 }
 
 // methodOf returns the request method line starts with (followed by a
@@ -165,23 +163,22 @@ func (c *Conn) addBody(dir Dir, n int) {
 }
 
 // nextHTTP claims the slot of a new message (the first headHTTP messages
-// and a ring of the last tailHTTP are kept) and returns its serial number
-// on the connection and the slot, which the caller overwrites.
-func (c *Conn) nextHTTP(st *storage) (int32, *HTTPMsg) {
-	serial := int32(c.HTTPTotal)
+// and a ring of the last tailHTTP are kept) and returns it, for the caller
+// to overwrite.
+func (c *Conn) nextHTTP(st *storage) *HTTPMsg {
 	c.HTTPTotal++
 	if n := len(c.http); n < headHTTP+tailHTTP {
-		if n == cap(c.http) { // as Conn.nextPkt: two steps, 4 then the bound
+		if n == cap(c.http) { // two steps, 4 then the bound: most connections hold one or two
 			c.http = st.growHTTP(c.http)
 		}
 		c.http = c.http[:n+1]
-		return serial, &c.http[n]
+		return &c.http[n]
 	}
 	m := &c.http[headHTTP+c.httpRing]
 	if c.httpRing++; c.httpRing == tailHTTP {
 		c.httpRing = 0
 	}
-	return serial, m
+	return m
 }
 
 // interner makes strings of repeated byte sequences (request targets,

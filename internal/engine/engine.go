@@ -370,10 +370,10 @@ func readAll(src source.Source, fn func(f *source.Frame, num uint64)) error {
 }
 
 // reopen returns src and n-1 more sources over the same input, or nil if
-// src cannot be read again or each (Options.ReadEach) is not set.
-func reopen(src source.Source, n int, each bool) []source.Source {
+// src cannot be read again.
+func reopen(src source.Source, n int) []source.Source {
 	ro, ok := src.(source.Reopener)
-	if !ok || !each {
+	if !ok {
 		return nil
 	}
 	srcs := []source.Source{src}
@@ -409,12 +409,14 @@ func (pl *Pipeline) Diagnoser() *diagnose.Diagnoser { return pl.dg }
 // by every shard itself (runReplicated).
 func Run(src source.Source, opt Options) ([]*diagnose.Incident, Stats, error) {
 	if n := opt.workers(); n > 1 {
-		if srcs := reopen(src, n, opt.ReadEach); srcs != nil {
-			incs, st, err := runReplicated(srcs, opt)
-			for _, s := range srcs[1:] {
-				s.Close()
+		if opt.ReadEach {
+			if srcs := reopen(src, n); srcs != nil {
+				incs, st, err := runReplicated(srcs, opt)
+				for _, s := range srcs[1:] {
+					s.Close()
+				}
+				return incs, st, err
 			}
-			return incs, st, err
 		}
 		return runSharded(src, opt, n)
 	}
