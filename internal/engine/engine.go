@@ -43,14 +43,6 @@ type Options struct {
 	// GOMAXPROCS (at most maxWorkers), 1 keeps everything on the calling
 	// goroutine. Run uses one when OnConn or OnIncident is set.
 	Workers int
-	// ReadEach makes every worker read an input that can be read again (a
-	// capture file) itself, instead of one goroutine reading it and
-	// handing each frame to the worker that tracks its connection. It
-	// spares the hand-over's cross-CPU traffic at the cost of reading and
-	// peeking every frame in every worker: on one of this project's
-	// machines the better way in some minutes, 20% slower on another
-	// (docs/design.md).
-	ReadEach bool
 }
 
 // maxWorkers bounds the shards of a sharded run.
@@ -107,14 +99,7 @@ type Pipeline struct {
 	// at once.
 	rows *[]byte
 	own  []byte
-	// spill, if set, is called once *rows holds a full buffer of rows
-	// (spillLen bytes), to hand them on (see runReplicated).
-	spill func()
 }
-
-// spillLen is when a Pipeline with a spill function hands its rows on (a
-// variable so that tests can make it small).
-var spillLen = 256 << 10
 
 func (pl *Pipeline) flushLT() {
 	if pl.ltCount > 0 {
@@ -144,9 +129,6 @@ func (pl *Pipeline) finished(c *conntrack.Conn) {
 	if pl.opt.Row != nil {
 		if pl.rows != nil {
 			*pl.rows = pl.opt.Row(*pl.rows, c)
-			if pl.spill != nil && len(*pl.rows) >= spillLen {
-				pl.spill()
-			}
 		} else {
 			pl.own = pl.opt.Row(pl.own[:0], c)
 			pl.opt.RowsTo.Write(pl.own)
@@ -180,9 +162,8 @@ func (pl *Pipeline) FeedDecoded(f *source.Frame, p *decode.Parsed, num uint64) {
 }
 
 // countFrame counts f in the statistics that need no decoding: frames,
-// bytes, link types, the time range. In a sharded run the reader (or the
-// first of the replicated readers) counts these; the shards count the rest
-// (track).
+// bytes, link types, the time range. In a sharded run the reader counts
+// these; the shards count the rest (track).
 func (pl *Pipeline) countFrame(f *source.Frame) {
 	st := &pl.stats
 	st.Frames++
@@ -250,13 +231,6 @@ func (pl *Pipeline) countDecoded(p *decode.Parsed, comment bool) bool {
 		st.Comments++
 	}
 	return true
-}
-
-// frames returns st's counts of what needs no decoding (countFrame's),
-// with the rest empty.
-func (st *Stats) frames() Stats {
-	return Stats{Frames: st.Frames, Bytes: st.Bytes, LinkTypes: st.LinkTypes, First: st.First, Last: st.Last,
-		Skipped: map[string]uint64{}, States: map[string]uint64{}}
 }
 
 // merge adds what the shards' pipelines counted to st, whose frame counts
@@ -369,27 +343,6 @@ func readAll(src source.Source, fn func(f *source.Frame, num uint64)) error {
 	}
 }
 
-// reopen returns src and n-1 more sources over the same input, or nil if
-// src cannot be read again.
-func reopen(src source.Source, n int) []source.Source {
-	ro, ok := src.(source.Reopener)
-	if !ok {
-		return nil
-	}
-	srcs := []source.Source{src}
-	for len(srcs) < n {
-		s, err := ro.Reopen()
-		if err != nil {
-			for _, s := range srcs[1:] {
-				s.Close()
-			}
-			return nil
-		}
-		srcs = append(srcs, s)
-	}
-	return srcs
-}
-
 // Tracked returns the tracker's counters so far (live connections,
 // finished, evicted, ...).
 func (pl *Pipeline) Tracked() conntrack.Stats { return pl.tr.Stats() }
@@ -403,21 +356,10 @@ func (pl *Pipeline) Diagnoser() *diagnose.Diagnoser { return pl.dg }
 // With more than one CPU, and no OnConn or OnIncident callback (whose
 // order would then depend on goroutine timing), connections are tracked
 // in shards on several goroutines; the results are the same as on one
-// goroutine, except where noted on runSharded. The input is read once and
-// its frames handed to the shards (runSharded); with Options.ReadEach, an
-// input that can be read again (a capture file: source.Reopener) is read
-// by every shard itself (runReplicated).
+// goroutine, except where noted on runSharded: the input is read once and
+// its frames handed to the shards.
 func Run(src source.Source, opt Options) ([]*diagnose.Incident, Stats, error) {
 	if n := opt.workers(); n > 1 {
-		if opt.ReadEach {
-			if srcs := reopen(src, n); srcs != nil {
-				incs, st, err := runReplicated(srcs, opt)
-				for _, s := range srcs[1:] {
-					s.Close()
-				}
-				return incs, st, err
-			}
-		}
 		return runSharded(src, opt, n)
 	}
 	pl := NewPipeline(opt)

@@ -88,14 +88,12 @@ type runResult struct {
 }
 
 // inputs are the ways a capture reaches Run: as a stream read once
-// (standard input), as a file (both with frames handed to the shards,
-// runSharded), and as a file every shard reads itself (Options.ReadEach,
-// runReplicated).
-var inputs = []string{"stream", "file", "each"}
+// (standard input) and as a file (a reader fixed to the file's size, as
+// pcapio.Open gives for a regular file).
+var inputs = []string{"stream", "file"}
 
-// openAs opens data as the input kind names, and reports with *reopened
-// how often the engine opened it again.
-func openAs(t *testing.T, data []byte, kind string, reopened *int) source.Source {
+// openAs opens data as the input kind names.
+func openAs(t *testing.T, data []byte, kind string) source.Source {
 	t.Helper()
 	if kind == "stream" {
 		rd, err := pcapio.NewReader(bytes.NewReader(data))
@@ -108,20 +106,7 @@ func openAs(t *testing.T, data []byte, kind string, reopened *int) source.Source
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &countReopen{rd, reopened}
-}
-
-// countReopen is a reopenable source that counts how often it was reopened.
-type countReopen struct {
-	*pcapio.Reader
-	n *int
-}
-
-func (c *countReopen) Reopen() (source.Source, error) {
-	if c.n != nil {
-		*c.n++
-	}
-	return c.Reader.Reopen()
+	return rd
 }
 
 func runWith(t *testing.T, data []byte, workers int) runResult {
@@ -130,16 +115,8 @@ func runWith(t *testing.T, data []byte, workers int) runResult {
 
 func runAs(t *testing.T, data []byte, workers int, kind string) runResult {
 	t.Helper()
-	var reopened int
-	rd := openAs(t, data, kind, &reopened)
-	incs, st, err := Run(rd, Options{Workers: workers, ReadEach: kind == "each"})
-	want := 0
-	if kind == "each" && workers > 1 {
-		want = workers - 1 // one reader per worker
-	}
-	if reopened != want {
-		t.Fatalf("%d workers over a %s input: reopened %d times, want %d", workers, kind, reopened, want)
-	}
+	rd := openAs(t, data, kind)
+	incs, st, err := Run(rd, Options{Workers: workers})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -215,12 +192,12 @@ func rowsWith(t *testing.T, data []byte, workers int) string {
 
 func rowsAs(t *testing.T, data []byte, workers int, kind string) string {
 	t.Helper()
-	rd := openAs(t, data, kind, nil)
+	rd := openAs(t, data, kind)
 	var out bytes.Buffer
 	row := func(b []byte, c *conntrack.Conn) []byte {
 		return fmt.Appendf(b, "%d %s %s %s %s %d/%d\n", c.ID, c.Client(), c.Server(), c.State(), c.History(), c.Ep[0].Pkts, c.Ep[1].Pkts)
 	}
-	_, st, err := Run(rd, Options{Workers: workers, Row: row, RowsTo: &out, ReadEach: kind == "each"})
+	_, st, err := Run(rd, Options{Workers: workers, Row: row, RowsTo: &out})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -241,10 +218,6 @@ func sortedLines(s string) string {
 func TestShardedRows(t *testing.T) {
 	data := mixedCapture(3000)
 	one := rowsWith(t, data, 1)
-	// Small row buffers: the replicated run hands rows on hundreds of
-	// times mid-window and during the final flush.
-	defer func(n int) { spillLen = n }(spillLen)
-	spillLen = 512
 	for _, w := range []int{2, 3} {
 		for _, kind := range inputs {
 			many := rowsAs(t, data, w, kind)
@@ -302,7 +275,7 @@ func TestShardedConnCap(t *testing.T) {
 	data := mixedCapture(3000)
 	for _, w := range []int{3, 4} {
 		for _, kind := range inputs {
-			_, st, err := Run(openAs(t, data, kind, nil), Options{Workers: w, Track: conntrack.Config{MaxConns: 40}, ReadEach: kind == "each"})
+			_, st, err := Run(openAs(t, data, kind), Options{Workers: w, Track: conntrack.Config{MaxConns: 40}})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -85,10 +85,6 @@ type Reader struct {
 	src    io.Reader
 	gz     *gzip.Reader
 	closer io.Closer // the file Open opened, if any
-	// at and size are set for a reader that can be read again from the
-	// start (see Reopen): the input and the bytes of it every reader sees.
-	at   io.ReaderAt
-	size int64
 
 	// The buffer: unread bytes are buf[pos:end], and buf[pos] is at offset
 	// off in the (decompressed) stream.
@@ -249,34 +245,11 @@ func Open(path string, stdin io.Reader) (*Reader, error) {
 	return r, nil
 }
 
-// NewReaderAt is NewReader over the first size bytes of ra, and the reader
-// it returns can be read again (see Reopen) unless the input is gzip.
+// NewReaderAt is NewReader over the first size bytes of ra: Open reads a
+// regular file up to the size it had when opened, so that a capture
+// tcpdump is still writing is read consistently.
 func NewReaderAt(ra io.ReaderAt, size int64) (*Reader, error) {
-	r, err := NewReader(io.NewSectionReader(ra, 0, size))
-	if err != nil {
-		return nil, err
-	}
-	if r.gz == nil {
-		r.at, r.size = ra, size
-	}
-	return r, nil
-}
-
-// ErrNotReopenable is Reopen's error for an input that can be read only once.
-var ErrNotReopenable = errors.New("pcapio: input can be read only once")
-
-// Reopen returns another reader of the same capture, from its start, that
-// sees exactly the bytes r sees (the file's size when it was opened, even
-// if it grows since), for a caller that reads the capture on several
-// goroutines at once. It works for a regular file given to Open and for
-// NewReaderAt; standard input and gzip files give ErrNotReopenable
-// (reading them twice would mean decompressing twice). Closing the new
-// reader does not close the file: r must stay open while it is used.
-func (r *Reader) Reopen() (source.Source, error) {
-	if r.at == nil {
-		return nil, ErrNotReopenable
-	}
-	return NewReaderAt(r.at, r.size)
+	return NewReader(io.NewSectionReader(ra, 0, size))
 }
 
 // Next fills f with the next frame. f.Data and f.Comment are valid until

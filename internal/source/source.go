@@ -37,11 +37,3 @@ type Source interface {
 	Next(f *Frame) error
 	Close() error
 }
-
-// Reopener is a source that can be read again from its start by a second,
-// independent source over the same frames, such as a capture file: the
-// engine then reads it on several goroutines at once instead of handing
-// frames between them.
-type Reopener interface {
-	Reopen() (Source, error)
-}
