@@ -110,7 +110,7 @@ func parseFailOn(s string) (map[cause.ID]bool, error) {
 }
 
 func analyze(env *cli.Env, path string, o analyzeOpts) int {
-	rd, err := pcapio.Open(path, env.Stdin)
+	rd, err := pcapio.OpenMapped(path, env.Stdin)
 	if err != nil {
 		fmt.Fprintf(env.Stderr, "rstscope analyze: %s\n", cli.Clean(err.Error()))
 		return cli.ExitUsage

@@ -29,29 +29,41 @@ func eachFrame(b *testing.B, path string, fn func(f *source.Frame, num uint64)) 
 		b.Fatal(err)
 	}
 	defer rd.Close()
-	if err := readAll(rd, fn); err != nil {
+	if err := readAll(rd, nil, fn); err != nil {
 		b.Fatal(err)
 	}
 }
 
 // BenchmarkPipelineFile runs the whole pipeline (read, decode, track,
-// diagnose), as analyze does.
+// diagnose), as analyze does: "mapped" on the file mapped into memory
+// (pcapio.OpenMapped, what analyze uses for a file), "read" through read
+// calls (as stdin is read).
 func BenchmarkPipelineFile(b *testing.B) {
 	path := benchCapture(b)
-	var pkts uint64
-	for i := 0; i < b.N; i++ {
-		rd, err := pcapio.Open(path, nil)
-		if err != nil {
-			b.Fatal(err)
-		}
-		_, st, err := Run(rd, Options{})
-		rd.Close()
-		if err != nil {
-			b.Fatal(err)
-		}
-		pkts += st.Frames
+	for _, mode := range []string{"mapped", "read"} {
+		b.Run(mode, func(b *testing.B) {
+			var pkts uint64
+			for i := 0; i < b.N; i++ {
+				var rd *pcapio.Reader
+				var err error
+				if mode == "mapped" {
+					rd, err = pcapio.OpenMapped(path, nil)
+				} else {
+					rd, err = pcapio.Open(path, nil)
+				}
+				if err != nil {
+					b.Fatal(err)
+				}
+				_, st, err := Run(rd, Options{})
+				rd.Close()
+				if err != nil {
+					b.Fatal(err)
+				}
+				pkts += st.Frames
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(pkts), "ns/pkt")
+		})
 	}
-	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(pkts), "ns/pkt")
 }
 
 // BenchmarkStages splits the cost per packet of the pipeline on one

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"runtime"
+	"runtime/debug"
 
 	"github.com/rstscope/rstscope/internal/cause"
 	"github.com/rstscope/rstscope/internal/conntrack"
@@ -327,10 +328,22 @@ func (st *Stats) countIncidents(dg *diagnose.Diagnoser) {
 }
 
 // readAll calls fn for every frame of src, numbered from 1, and returns the
-// error that stopped it (nil at the end of input).
-func readAll(src source.Source, fn func(f *source.Frame, num uint64)) error {
+// error that stopped it (nil at the end of input). With fault set (a mapped
+// source, see inPlace), a memory fault while touching a frame is recovered
+// and fault's error returned.
+func readAll(src source.Source, fault func(any) error, fn func(f *source.Frame, num uint64)) (err error) {
 	var f source.Frame
-	var num uint64
+	var num, done uint64 // done: frames fn returned from
+	if fault != nil {
+		defer func() {
+			if v := recover(); v != nil {
+				if err = fault(v); err == nil {
+					panic(v)
+				}
+				err = fmt.Errorf("after %d packets: %w", done, err)
+			}
+		}()
+	}
 	for {
 		if err := src.Next(&f); err != nil {
 			if errors.Is(err, io.EOF) {
@@ -340,7 +353,26 @@ func readAll(src source.Source, fn func(f *source.Frame, num uint64)) error {
 		}
 		num++
 		fn(&f, num)
+		done = num
 	}
+}
+
+// inPlace is a source whose frames point into a file mapped into memory
+// (pcapio.OpenMapped): their memory can stay valid after Next (Hold,
+// Release), and touching it can fault if the file shrinks (Fault).
+type inPlace interface {
+	Mapped() bool
+	Hold() bool
+	Release(off int64)
+	Fault(v any) error
+}
+
+// mappedOf returns src as an inPlace source if its input is mapped.
+func mappedOf(src source.Source) inPlace {
+	if m, ok := src.(inPlace); ok && m.Mapped() {
+		return m
+	}
+	return nil
 }
 
 // Tracked returns the tracker's counters so far (live connections,
@@ -358,12 +390,24 @@ func (pl *Pipeline) Diagnoser() *diagnose.Diagnoser { return pl.dg }
 // in shards on several goroutines; the results are the same as on one
 // goroutine, except where noted on runSharded: the input is read once and
 // its frames handed to the shards.
+//
+// A source whose file is mapped into memory (pcapio.OpenMapped) is read
+// under debug.SetPanicOnFault: if the file shrinks while it is read, the
+// run stops with an error saying so, and the results cover what was read.
 func Run(src source.Source, opt Options) ([]*diagnose.Incident, Stats, error) {
+	ms := mappedOf(src)
+	var fault func(any) error
+	if ms != nil {
+		// A mapped file that shrinks faults: as a panic to recover, not
+		// the end of the program (see pcapio.OpenMapped).
+		defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+		fault = ms.Fault
+	}
 	if n := opt.workers(); n > 1 {
-		return runSharded(src, opt, n)
+		return runSharded(src, ms, opt, n)
 	}
 	pl := NewPipeline(opt)
-	rerr := readAll(src, pl.Feed)
+	rerr := readAll(src, fault, pl.Feed)
 	incs, st := pl.Close()
 	return incs, st, rerr
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"runtime"
 	"sort"
 	"strings"
 	"testing"
@@ -88,13 +89,30 @@ type runResult struct {
 }
 
 // inputs are the ways a capture reaches Run: as a stream read once
-// (standard input) and as a file (a reader fixed to the file's size, as
-// pcapio.Open gives for a regular file).
-var inputs = []string{"stream", "file"}
+// (standard input), as a file read through read calls (a reader fixed to
+// the file's size, as pcapio.Open gives for a regular file) and as a file
+// mapped into memory (pcapio.OpenMapped, what analyze uses), whose frames
+// the shards take in place.
+var inputs = []string{"stream", "file", "mapped"}
 
 // openAs opens data as the input kind names.
 func openAs(t *testing.T, data []byte, kind string) source.Source {
 	t.Helper()
+	if kind == "mapped" {
+		path := filepath.Join(t.TempDir(), "in.pcap")
+		if err := os.WriteFile(path, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		rd, err := pcapio.OpenMapped(path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !rd.Mapped() && runtime.GOOS == "linux" {
+			t.Fatal("OpenMapped did not map a regular file")
+		}
+		t.Cleanup(func() { rd.Close() })
+		return rd
+	}
 	if kind == "stream" {
 		rd, err := pcapio.NewReader(bytes.NewReader(data))
 		if err != nil {

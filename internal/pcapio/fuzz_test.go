@@ -16,12 +16,14 @@ import (
 // FuzzReader feeds arbitrary bytes to the reader. Whatever the input, the
 // reader must not panic, must return only *FormatError from Next, must keep
 // its buffer within the 16 MiB block limit, and every frame it returns must
-// be consistent.
+// be consistent; parsed in place (as a mapped file is), the input must give
+// the same frames and errors.
 func FuzzReader(f *testing.F) {
 	for _, seed := range fuzzSeeds() {
 		f.Add(seed.data)
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
+		mappedSame(t, "input", data)
 		r, err := NewReader(bytes.NewReader(data))
 		if err != nil {
 			if r != nil {

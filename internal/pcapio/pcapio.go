@@ -106,6 +106,9 @@ type Reader struct {
 
 	// pcapng.
 	png pcapngState
+
+	// A file mapped into memory (OpenMapped), whose buffer is the mapping.
+	mapped mapping
 }
 
 type pcapState struct {
@@ -161,34 +164,40 @@ func NewReader(r io.Reader) (*Reader, error) {
 	if rd.rerr != nil && rd.rerr != io.EOF && len(head) < 4 {
 		return nil, fmt.Errorf("reading capture file: %w", rd.rerr)
 	}
-	switch {
-	case len(head) >= 4 && string(head[:4]) == string(magicPcapng):
+	if len(head) < 4 {
+		return nil, notCapture(rd, head)
+	}
+	if err := rd.start(head); err != nil {
+		return nil, err
+	}
+	return rd, nil
+}
+
+// start tells the format from head, the input's first four bytes (after
+// any gzip header), and reads a classic pcap file header.
+func (rd *Reader) start(head []byte) error {
+	if string(head[:4]) == string(magicPcapng) {
 		rd.ng = true
 		rd.format += "pcapng"
-		return rd, nil
-	case len(head) >= 4:
-		switch m := le32(head); m {
+		return nil
+	}
+	switch m := le32(head); m {
+	case pcapMagicMicro, pcapMagicNano:
+		rd.pcap.nano = m == pcapMagicNano
+	default:
+		switch m = be32(head); m {
 		case pcapMagicMicro, pcapMagicNano:
+			rd.pcap.big = true
 			rd.pcap.nano = m == pcapMagicNano
 		default:
-			switch m = be32(head); m {
-			case pcapMagicMicro, pcapMagicNano:
-				rd.pcap.big = true
-				rd.pcap.nano = m == pcapMagicNano
-			default:
-				return nil, notCapture(rd, head)
-			}
+			return notCapture(rd, head)
 		}
-		rd.format += "pcap"
-		if rd.pcap.nano {
-			rd.format += " (ns)"
-		}
-		if err := rd.readPcapHeader(); err != nil {
-			return nil, err
-		}
-		return rd, nil
 	}
-	return nil, notCapture(rd, head)
+	rd.format += "pcap"
+	if rd.pcap.nano {
+		rd.format += " (ns)"
+	}
+	return rd.readPcapHeader()
 }
 
 // notCapture describes the start of an input that is not a capture file.
@@ -260,6 +269,9 @@ func (r *Reader) Next(f *source.Frame) error {
 	if r.err != nil {
 		return r.err
 	}
+	if r.mapped.data != nil && !r.mapped.held {
+		r.drop(r.off) // the frame before is no longer valid
+	}
 	var err error
 	if r.ng {
 		err = r.nextPcapng(f)
@@ -272,13 +284,15 @@ func (r *Reader) Next(f *source.Frame) error {
 	return err
 }
 
-// Close releases the buffer and closes the file if Open opened it.
+// Close releases the buffer (or the mapping: frames are invalid from then
+// on) and closes the file if Open opened it.
 func (r *Reader) Close() error {
 	if r.err == errClosed {
 		return nil
 	}
 	r.err = errClosed
 	r.buf = nil
+	r.unmap()
 	r.pos, r.end = 0, 0
 	var err error
 	if r.gz != nil {
@@ -304,7 +318,12 @@ func (r *Reader) LinkTypes() []uint32 { return append([]uint32(nil), r.linkTypes
 // BytesRead returns how many bytes of the input (compressed bytes for gzip)
 // have been consumed so far, for progress reporting. Because of read-ahead
 // it runs up to a buffer's size ahead of the frames returned.
-func (r *Reader) BytesRead() int64 { return r.raw.n }
+func (r *Reader) BytesRead() int64 {
+	if r.mapped.data != nil {
+		return r.off
+	}
+	return r.raw.n
+}
 
 // OverSnaplen returns how many classic pcap records so far had a captured
 // length larger than the file header's snaplen. Such records are accepted
