@@ -269,8 +269,8 @@ func (r *Reader) Next(f *source.Frame) error {
 	if r.err != nil {
 		return r.err
 	}
-	if r.mapped.data != nil && !r.mapped.held {
-		r.drop(r.off) // the frame before is no longer valid
+	if m := &r.mapped; m.data != nil && !m.held && r.off-m.dropped >= dropStep {
+		r.drop(r.off) // the frames before are no longer valid
 	}
 	var err error
 	if r.ng {
