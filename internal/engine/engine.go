@@ -358,12 +358,9 @@ func readAll(src source.Source, fault func(any) error, fn func(f *source.Frame, 
 }
 
 // inPlace is a source whose frames point into a file mapped into memory
-// (pcapio.OpenMapped): their memory can stay valid after Next (Hold,
-// Release), and touching it can fault if the file shrinks (Fault).
+// (pcapio.OpenMapped): touching them can fault if the file shrinks (Fault).
 type inPlace interface {
 	Mapped() bool
-	Hold() bool
-	Release(off int64)
 	Fault(v any) error
 }
 

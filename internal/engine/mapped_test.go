@@ -1,14 +1,13 @@
 package engine
 
 import (
+	"bytes"
 	"os"
 	"path/filepath"
 	"runtime"
-	"runtime/debug"
 	"strings"
 	"testing"
 
-	"github.com/rstscope/rstscope/internal/decode"
 	"github.com/rstscope/rstscope/internal/pcapio"
 	"github.com/rstscope/rstscope/internal/source"
 )
@@ -54,36 +53,37 @@ func TestMappedFileShrinks(t *testing.T) {
 	}
 }
 
-// A shard that faults on a frame it holds (the file shrank after the reader
-// passed it) stops with the error, and the rest of the batch is not
-// tracked.
-func TestShardFault(t *testing.T) {
+// The same when the cut falls inside a frame's data: the reader reads the
+// frame's headers from the last page left and faults copying the rest (in
+// the runtime's memmove) or, on one goroutine, decoding it.
+func TestMappedFileShrinksInsideFrame(t *testing.T) {
 	data := mixedCapture(500)
-	path, rd := mappedFile(t, data)
-	rd.Hold()
-	b := &shardBatch{held: make([][]byte, shardBatchLen)}
-	var f source.Frame
-	for b.n < shardBatchLen && rd.Next(&f) == nil {
-		if f.Offset > int64(len(data)/2) {
-			b.fr[b.n] = shardFrame{ts: f.Timestamp, num: uint64(b.n + 1), lt: f.LinkType}
-			b.held[b.n] = f.Data
-			b.n++
-		}
-	}
-	if b.n < 10 {
-		t.Fatalf("only %d frames in the second half", b.n)
-	}
-	if err := os.Truncate(path, 0); err != nil {
+	page := int64(os.Getpagesize())
+	// A frame whose first 64 bytes lie before a page boundary and whose
+	// data goes on past it.
+	cut := int64(-1)
+	rd, err := pcapio.NewReader(bytes.NewReader(data))
+	if err != nil {
 		t.Fatal(err)
 	}
-	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
-	sh := &shard{pl: NewPipeline(Options{})}
-	var p decode.Parsed
-	err := sh.track(b, &p, rd.Fault)
-	if err == nil || !strings.Contains(err.Error(), "shrank") {
-		t.Errorf("track: %v, want an error saying the file shrank", err)
+	var f source.Frame
+	for cut < 0 && rd.Next(&f) == nil {
+		start, end := f.Offset+16, f.Offset+16+int64(len(f.Data))
+		if p := (start + 64 + page - 1) / page * page; p < end {
+			cut = p
+		}
 	}
-	if n := sh.pl.stats.TCP; n != 0 {
-		t.Errorf("%d packets tracked from a file cut to nothing", n)
+	if cut < 0 {
+		t.Fatal("no frame crosses a page boundary far enough in")
+	}
+	for _, w := range []int{1, 2} {
+		path, rd := mappedFile(t, data)
+		if err := os.Truncate(path, cut); err != nil {
+			t.Fatal(err)
+		}
+		_, _, err := Run(rd, Options{Workers: w})
+		if err == nil || !strings.Contains(err.Error(), "shrank") {
+			t.Errorf("%d workers, cut at %d: error %v, want one saying the file shrank", w, cut, err)
+		}
 	}
 }

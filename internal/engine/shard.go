@@ -2,7 +2,6 @@ package engine
 
 import (
 	"io"
-	"runtime/debug"
 	"sync"
 
 	"github.com/rstscope/rstscope/internal/conntrack"
@@ -26,10 +25,11 @@ import (
 // as long as the decoded struct it would become, and decoding it on the
 // shard's goroutine takes that work off the reader, which every packet
 // passes through (on the bench capture the reader alone went from about 48
-// to under 30 ns per packet; see docs/design.md). From a file mapped into
-// memory (pcapio.OpenMapped) it copies nothing: the source holds its frames
-// (Hold) and the batch takes their Data as they are; once a batch is
-// tracked, the input before the oldest frame still in a batch is released.
+// to under 30 ns per packet; see docs/design.md). It copies from a file
+// mapped into memory too: a shard reading its frames densely from its own
+// batch was faster than one taking them in place from the mapping, where
+// they lie between the other shards' (see docs/design.md, "Reading a file
+// in place").
 //
 // What a shard sees of a connection is exactly what one tracker would see,
 // in the same order, and connection IDs are packet numbers, so connections,
@@ -47,8 +47,8 @@ import (
 
 const (
 	shardBatchLen = 2048    // frames per batch at most
-	shardArenaLen = 1 << 20 // and this many bytes of frames: a batch is sent when either is reached
-	shardBatches  = 3       // batches in flight per shard
+	shardArenaLen = 1 << 18 // and this many bytes of frames: a batch is sent when either is reached
+	shardBatches  = 12      // batches in flight per shard
 )
 
 // shardFrame is one frame of a batch: its bytes are the batch's arena from
@@ -68,10 +68,6 @@ type shardBatch struct {
 	fr    [shardBatchLen]shardFrame
 	note  [shardBatchLen]string
 	arena []byte
-	// From a held source: each frame's Data in place (arena stays empty),
-	// and the input offset of the first frame.
-	held  [][]byte
-	first int64
 	sh    *shard
 	rows  []byte        // rows of the connections finished while tracking it
 	done  chan struct{} // tracked
@@ -82,7 +78,6 @@ type shard struct {
 	in   chan *shardBatch
 	free []*shardBatch // tracked and written out: the reader's to fill
 	cur  *shardBatch
-	err  error // a fault in the mapped input stopped this shard
 }
 
 // sent is the reader's queue of batches handed to shards, oldest first:
@@ -91,10 +86,6 @@ type shard struct {
 type sent struct {
 	q   []*shardBatch // at most shards × shardBatches
 	out io.Writer     // Options.RowsTo
-	// From a held source: the shards, whose current batches hold frames
-	// too, and the source to release input to.
-	shards []*shard
-	held   inPlace
 }
 
 // retire waits for the oldest batch sent, writes its rows and gives it back
@@ -109,32 +100,6 @@ func (s *sent) retire() {
 	}
 	b.rows = b.rows[:0]
 	b.sh.free = append(b.sh.free, b)
-	if s.held != nil {
-		s.release()
-	}
-}
-
-// release gives the held source back the input before the oldest frame
-// still in a batch (sent, or being filled). Batches are filled in input
-// order, so that is the least first offset.
-func (s *sent) release() {
-	low := int64(-1)
-	for _, b := range s.q {
-		if b.n > 0 && (low < 0 || b.first < low) {
-			low = b.first
-		}
-	}
-	for _, sh := range s.shards {
-		if sh == nil {
-			continue // still being set up
-		}
-		if b := sh.cur; b != nil && b.n > 0 && (low < 0 || b.first < low) {
-			low = b.first
-		}
-	}
-	if low >= 0 {
-		s.held.Release(low)
-	}
 }
 
 // take returns a batch for sh to fill, retiring older ones until one is
@@ -195,12 +160,8 @@ func runSharded(src source.Source, ms inPlace, opt Options, n int) ([]*diagnose.
 	shards := make([]*shard, n)
 	out := &sent{out: opt.RowsTo}
 	var fault func(any) error
-	held := false
 	if ms != nil {
-		fault = ms.Fault
-		if held = ms.Hold(); held {
-			out.shards, out.held = shards, ms
-		}
+		fault = ms.Fault // the reader touches the mapping; shards only their batches
 	}
 	var wg sync.WaitGroup
 	for i := range shards {
@@ -209,20 +170,14 @@ func runSharded(src source.Source, ms inPlace, opt Options, n int) ([]*diagnose.
 		so.Progress = nil
 		sh := &shard{pl: NewPipeline(so), in: make(chan *shardBatch, shardBatches)}
 		for j := 0; j < shardBatches; j++ {
-			b := &shardBatch{sh: sh, done: make(chan struct{}, 1)}
-			if held {
-				b.held = make([][]byte, shardBatchLen)
-			} else {
-				b.arena = make([]byte, 0, shardArenaLen+64<<10)
-			}
-			sh.free = append(sh.free, b)
+			sh.free = append(sh.free, &shardBatch{sh: sh, done: make(chan struct{}, 1), arena: make([]byte, 0, shardArenaLen+64<<10)})
 		}
 		sh.cur = out.take(sh)
 		shards[i] = sh
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			sh.work(fault)
+			sh.work()
 		}()
 	}
 
@@ -241,14 +196,7 @@ func runSharded(src source.Source, ms inPlace, opt Options, n int) ([]*diagnose.
 		}
 		sh := shards[i]
 		b := sh.cur
-		if held {
-			if b.n == 0 {
-				b.first = f.Offset
-			}
-			b.held[b.n] = f.Data
-		} else {
-			b.arena = append(b.arena, f.Data...)
-		}
+		b.arena = append(b.arena, f.Data...)
 		b.fr[b.n] = shardFrame{ts: f.Timestamp, num: num, end: uint32(len(b.arena)), lt: f.LinkType}
 		b.note[b.n] = f.Comment
 		b.n++
@@ -278,65 +226,32 @@ func runSharded(src source.Source, ms inPlace, opt Options, n int) ([]*diagnose.
 	pls := make([]*Pipeline, n)
 	for i, sh := range shards {
 		pls[i] = sh.pl
-		if rerr == nil {
-			rerr = sh.err
-		}
 	}
 	incs := merge(st, pls)
 	return incs, *st, rerr
 }
 
-// work decodes and tracks the batches of one shard. With fault set (a
-// mapped input), a memory fault while touching a frame stops the shard:
-// its error is kept, and later batches are passed over.
-func (sh *shard) work(fault func(any) error) {
-	if fault != nil {
-		debug.SetPanicOnFault(true) // this goroutine only, and it ends here
-	}
+// work decodes and tracks the batches of one shard.
+func (sh *shard) work() {
 	pl := sh.pl
-	var p decode.Parsed // not in shard: the reader reads sh.cur on every frame
+	var p decode.Parsed
 	for b := range sh.in {
 		pl.rows = &b.rows
-		if sh.err == nil {
-			sh.err = sh.track(b, &p, fault)
+		start := uint32(0)
+		for i := 0; i < b.n; i++ {
+			fr := &b.fr[i]
+			p.Decode(fr.lt, b.arena[start:fr.end:fr.end])
+			start = fr.end
+			pl.track(&p, fr.num, fr.ts, b.note[i])
 		}
+		// The reader's clock, not only this shard's packets, moves time on.
+		if b.now > pl.now {
+			pl.now = b.now
+		}
+		pl.advanceShard()
 		clear(b.note[:b.n])
-		if b.held != nil {
-			clear(b.held[:b.n])
-		}
 		b.n, b.arena = 0, b.arena[:0]
 		pl.rows = nil
 		b.done <- struct{}{}
 	}
-}
-
-// track decodes and tracks the frames of b.
-func (sh *shard) track(b *shardBatch, p *decode.Parsed, fault func(any) error) (err error) {
-	if fault != nil {
-		defer func() {
-			if v := recover(); v != nil {
-				if err = fault(v); err == nil {
-					panic(v)
-				}
-			}
-		}()
-	}
-	pl := sh.pl
-	start := uint32(0)
-	for i := 0; i < b.n; i++ {
-		fr := &b.fr[i]
-		if b.held != nil {
-			p.Decode(fr.lt, b.held[i])
-		} else {
-			p.Decode(fr.lt, b.arena[start:fr.end:fr.end])
-			start = fr.end
-		}
-		pl.track(p, fr.num, fr.ts, b.note[i])
-	}
-	// The reader's clock, not only this shard's packets, moves time on.
-	if b.now > pl.now {
-		pl.now = b.now
-	}
-	pl.advanceShard()
-	return nil
 }

@@ -269,7 +269,7 @@ func (r *Reader) Next(f *source.Frame) error {
 	if r.err != nil {
 		return r.err
 	}
-	if m := &r.mapped; m.data != nil && !m.held && r.off-m.dropped >= dropStep {
+	if m := &r.mapped; m.data != nil && r.off-m.dropped >= dropStep {
 		r.drop(r.off) // the frames before are no longer valid
 	}
 	var err error
