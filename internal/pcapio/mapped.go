@@ -16,10 +16,12 @@ import (
 //
 // Two things come with it. Memory: the mapped pages a reader touched count
 // as the process's resident memory, so they are given back (madvise
-// MADV_DONTNEED) behind the reader, dropStep bytes at a time. Faults: a file truncated while it is mapped (tcpdump -W reusing a ring
-// file) makes a touch of a page past its new end fault with SIGBUS, which
-// kills a Go program unless the goroutine set debug.SetPanicOnFault: the
-// consumer must read under it and hand what it recovers to Fault.
+// MADV_DONTNEED) behind the reader, dropStep bytes at a time. Faults: a
+// file truncated while it is mapped (tcpdump -W reusing a ring file) makes
+// a touch of a page past its new end fault with SIGBUS, which kills a Go
+// program unless the goroutine set debug.SetPanicOnFault: the consumer must
+// read under it and hand what it recovers to Fault. Frames are valid until
+// the next call to Next, as from any Reader; the mapping goes with Close.
 
 // dropStep is how much released input is given back to the kernel at once
 // (a variable for the tests).
