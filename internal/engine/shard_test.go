@@ -91,8 +91,8 @@ type runResult struct {
 // inputs are the ways a capture reaches Run: as a stream read once
 // (standard input), as a file read through read calls (a reader fixed to
 // the file's size, as pcapio.Open gives for a regular file) and as a file
-// mapped into memory (pcapio.OpenMapped, what analyze uses), whose frames
-// the shards take in place.
+// mapped into memory and parsed there (pcapio.OpenMapped, what analyze
+// uses).
 var inputs = []string{"stream", "file", "mapped"}
 
 // openAs opens data as the input kind names.
