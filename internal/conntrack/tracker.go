@@ -136,6 +136,7 @@ type Tracker struct {
 	nextSweep int64
 	cache     [cacheSize]cacheSlot
 	store     storage
+	slab      connSlab // where new Conns come from when free is empty
 }
 
 // New returns a tracker that calls done for every connection once it has
@@ -240,7 +241,8 @@ func (t *Tracker) newConn(k key, h uint64, srcIsA bool, p *decode.Parsed, num ui
 		hi, no := c.history[:0], c.Notes[:0]
 		c.connState = connState{history: hi, Notes: no}
 	} else {
-		c = &Conn{connState: connState{history: make([]byte, 0, 16)}}
+		c = t.slab.get()
+		c.history = make([]byte, 0, 16)
 	}
 	t.stats.Conns++
 	c.ID = num

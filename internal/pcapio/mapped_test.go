@@ -1,7 +1,6 @@
 package pcapio
 
 import (
-	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
@@ -15,6 +14,7 @@ import (
 	"testing"
 	"unsafe"
 
+	"github.com/rstscope/rstscope/internal/smaps"
 	"github.com/rstscope/rstscope/internal/source"
 )
 
@@ -136,32 +136,14 @@ func bigCapture(size int) []byte {
 }
 
 // mappingRSS returns how many kB of the mapping at base are resident in
-// this process, from /proc/self/smaps (Linux only; the test skips
-// elsewhere).
+// this process (Linux only; the test skips elsewhere).
 func mappingRSS(t *testing.T, base uintptr) int {
 	t.Helper()
-	f, err := os.Open("/proc/self/smaps")
+	n, err := smaps.KB(base, "Rss")
 	if err != nil {
-		t.Skipf("no /proc/self/smaps: %v", err)
+		t.Skipf("cannot read the mapping's size from /proc/self/smaps: %v", err)
 	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	in := false
-	for sc.Scan() {
-		line := sc.Text()
-		first, _, _ := strings.Cut(line, " ")
-		if lo, _, ok := strings.Cut(first, "-"); ok && !strings.HasSuffix(first, ":") {
-			a, err := strconv.ParseUint(lo, 16, 64) // a mapping's line: "lo-hi perms ..."
-			in = err == nil && uintptr(a) == base
-			continue
-		}
-		if in && strings.HasPrefix(line, "Rss:") {
-			n, _ := strconv.Atoi(strings.Fields(line)[1])
-			return n
-		}
-	}
-	t.Fatalf("mapping at %#x not in /proc/self/smaps", base)
-	return 0
+	return n
 }
 
 // A mapped file's pages are given back behind the reader, so reading a file
