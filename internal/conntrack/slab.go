@@ -8,8 +8,9 @@ import "unsafe"
 // common "madvise" setting; adviseHuge). A busy capture touches its
 // lingering connections in no order, each on lines of its own, and with
 // 4 KiB pages nearly every such touch also missed the TLB: on the bench
-// capture huge pages for the connections took two goroutines from 0.790
-// to 0.754 s (medians of 10 alternating runs; docs/design.md).
+// capture these slabs took two goroutines from 0.783 to 0.762 s and one
+// from 1.281 to 1.220 s (medians of 10 alternating runs; docs/design.md,
+// "Connections in huge pages").
 //
 // A slab lives as long as any of its connections is referenced; the
 // tracker recycles connections through its free list, so memory is that of
