@@ -51,8 +51,8 @@ const (
 	shardBatches  = 12      // batches in flight per shard
 	// With rows to make (Options.Row) fewer: each batch keeps a row buffer
 	// as large as the largest sweep it carried, and 12 took --json on the
-	// bench capture to 94-103 MB (8: 88-94 MB, as fast).
-	shardBatchesRows = 8
+	// bench capture to 94-103 MB (8: 88-98 MB, 6: 83-90 MB, as fast).
+	shardBatchesRows = 6
 )
 
 // shardFrame is one frame of a batch: its bytes are the batch's arena from
