@@ -406,7 +406,8 @@ func (t *Tracker) finish(c *Conn) {
 	// Recycle: the record slices go back to the storage, the small ones
 	// stay with the connection; references in them are forgotten. As many
 	// connections are kept for reuse as are live (at least 1024), so that
-	// a steady state allocates nothing and a burst is given back.
+	// a steady state allocates nothing and a burst is given back (a
+	// connection's memory with its slab, once none of the slab is used).
 	keep := max(1024, t.table.n)
 	t.store.keep = keep
 	t.store.putRecs(c.more)

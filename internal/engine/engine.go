@@ -329,8 +329,8 @@ func (st *Stats) countIncidents(dg *diagnose.Diagnoser) {
 
 // readAll calls fn for every frame of src, numbered from 1, and returns the
 // error that stopped it (nil at the end of input). With fault set (a mapped
-// source, see inPlace), a memory fault while touching a frame is recovered
-// and fault's error returned.
+// source, see mappedFault), a memory fault while touching a frame is
+// recovered and fault's error returned.
 func readAll(src source.Source, fault func(any) error, fn func(f *source.Frame, num uint64)) (err error) {
 	var f source.Frame
 	var num, done uint64 // done: frames fn returned from
@@ -357,17 +357,16 @@ func readAll(src source.Source, fault func(any) error, fn func(f *source.Frame, 
 	}
 }
 
-// inPlace is a source whose frames point into a file mapped into memory
-// (pcapio.OpenMapped): touching them can fault if the file shrinks (Fault).
-type inPlace interface {
-	Mapped() bool
-	Fault(v any) error
-}
-
-// mappedOf returns src as an inPlace source if its input is mapped.
-func mappedOf(src source.Source) inPlace {
-	if m, ok := src.(inPlace); ok && m.Mapped() {
-		return m
+// mappedFault returns the Fault method of a source whose frames point into
+// a file mapped into memory (pcapio.OpenMapped), where touching a frame can
+// fault if the file shrinks, and nil for any other source.
+func mappedFault(src source.Source) func(any) error {
+	type mapped interface {
+		Mapped() bool
+		Fault(v any) error
+	}
+	if m, ok := src.(mapped); ok && m.Mapped() {
+		return m.Fault
 	}
 	return nil
 }
@@ -392,16 +391,14 @@ func (pl *Pipeline) Diagnoser() *diagnose.Diagnoser { return pl.dg }
 // under debug.SetPanicOnFault: if the file shrinks while it is read, the
 // run stops with an error saying so, and the results cover what was read.
 func Run(src source.Source, opt Options) ([]*diagnose.Incident, Stats, error) {
-	ms := mappedOf(src)
-	var fault func(any) error
-	if ms != nil {
+	fault := mappedFault(src)
+	if fault != nil {
 		// A mapped file that shrinks faults: as a panic to recover, not
 		// the end of the program (see pcapio.OpenMapped).
 		defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
-		fault = ms.Fault
 	}
 	if n := opt.workers(); n > 1 {
-		return runSharded(src, ms, opt, n)
+		return runSharded(src, fault, opt, n)
 	}
 	pl := NewPipeline(opt)
 	rerr := readAll(src, fault, pl.Feed)

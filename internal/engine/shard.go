@@ -157,16 +157,15 @@ func perShardConns(opt Options, n int) int {
 	return max(c/n, 1)
 }
 
-func runSharded(src source.Source, ms inPlace, opt Options, n int) ([]*diagnose.Incident, Stats, error) {
+// runSharded is Run on n shards. fault, if set, turns a fault while the
+// reader touches a mapped input into an error (see readAll); the shards
+// touch only their batches.
+func runSharded(src source.Source, fault func(any) error, opt Options, n int) ([]*diagnose.Incident, Stats, error) {
 	rd := NewPipeline(opt) // counts frames; its tracker stays empty
 	perShard := perShardConns(opt, n)
 
 	shards := make([]*shard, n)
 	out := &sent{out: opt.RowsTo}
-	var fault func(any) error
-	if ms != nil {
-		fault = ms.Fault // the reader touches the mapping; shards only their batches
-	}
 	batches := shardBatches
 	if opt.Row != nil {
 		batches = shardBatchesRows
