@@ -1,5 +1,11 @@
 package decode
 
+import (
+	"encoding/binary"
+
+	"github.com/rstscope/rstscope/internal/source"
+)
+
 // Flow is a TCP segment's 4-tuple in the form Parsed holds it: addresses as
 // two big-endian words of their 16-byte form, and the ports.
 type Flow struct {
@@ -29,6 +35,19 @@ func (p *Parsed) Flow() Flow {
 // stores and copied out with wide loads, which the CPU cannot forward from
 // its store buffer (in a profile, a third of the reader's time on that copy).
 func PeekFlow(f *Flow, linkType uint32, data []byte) (ok bool) {
+	// The common frame first: untagged Ethernet, IPv4 without options,
+	// TCP, not a fragment. The same bytes the general path below reads, in
+	// about a quarter of its instructions (it was a quarter of the sharded
+	// reader's).
+	if linkType == source.LinkEthernet && len(data) >= 14+IPv4MinimumSize+4 &&
+		binary.BigEndian.Uint16(data[12:]) == 0x0800 && data[14] == 0x45 && data[23] == 6 &&
+		binary.BigEndian.Uint16(data[20:])&0x1fff == 0 {
+		f.SrcWords = [2]uint64{0, 0xffff<<32 | uint64(binary.BigEndian.Uint32(data[26:]))}
+		f.DstWords = [2]uint64{0, 0xffff<<32 | uint64(binary.BigEndian.Uint32(data[30:]))}
+		f.SrcPort = binary.BigEndian.Uint16(data[34:])
+		f.DstPort = binary.BigEndian.Uint16(data[36:])
+		return true
+	}
 	ethertype, data, st := network(linkType, data)
 	if st != OK {
 		return false

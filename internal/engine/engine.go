@@ -170,19 +170,24 @@ func (pl *Pipeline) countFrame(f *source.Frame) {
 	st.Frames++
 	st.Bytes += uint64(len(f.Data))
 	if f.LinkType != pl.lastLT || pl.ltCount == 0 {
-		pl.flushLT()
-		pl.lastLT = f.LinkType
+		pl.newLT(f.LinkType)
 	}
 	pl.ltCount++
-	if st.First == 0 || f.Timestamp < st.First {
-		st.First = f.Timestamp
+	ts := f.Timestamp
+	if st.First == 0 || ts < st.First {
+		st.First = ts
 	}
-	if f.Timestamp > st.Last {
-		st.Last = f.Timestamp
-	}
-	if f.Timestamp > pl.now {
-		pl.now = f.Timestamp
-	}
+	st.Last = max(st.Last, ts)
+	pl.now = max(pl.now, ts)
+}
+
+// newLT starts counting frames of link type lt (countFrame's rare case,
+// kept out of it so that it is inlined).
+//
+//go:noinline
+func (pl *Pipeline) newLT(lt uint32) {
+	pl.flushLT()
+	pl.lastLT = lt
 }
 
 // track counts frame number num, decoded into p, by what it turned out to
@@ -327,13 +332,25 @@ func (st *Stats) countIncidents(dg *diagnose.Diagnoser) {
 	st.NotDetailed = dg.Dropped()
 }
 
-// readAll calls fn for every frame of src, numbered from 1, and returns the
-// error that stopped it (nil at the end of input). With fault set (a mapped
-// source, see mappedFault), a memory fault while touching a frame is
-// recovered and fault's error returned.
-func readAll(src source.Source, fault func(any) error, fn func(f *source.Frame, num uint64)) (err error) {
-	var f source.Frame
-	var num, done uint64 // done: frames fn returned from
+// readBatch is how many frames readAll asks a batch source for at once.
+const readBatch = 256
+
+// batchSource is a source that can hand over several frames per call
+// (pcapio.Reader): the frames of one batch stay valid together, until the
+// next call.
+type batchSource interface {
+	NextBatch(fs []source.Frame) (int, error)
+}
+
+// readAll calls fn for every run of frames of src, the first numbered
+// first (from 1), and returns the error that stopped it (nil at the end of
+// input). A batch source gives runs of up to readBatch frames, any other
+// one frame at a time; fn must be done with a run when it returns. With
+// fault set (a mapped source, see mappedFault), a memory fault while
+// touching a frame is recovered and fault's error returned, counting the
+// frames of the runs fn returned from.
+func readAll(src source.Source, fault func(any) error, fn func(fs []source.Frame, first uint64)) (err error) {
+	var num, done uint64 // done: frames of the runs fn returned from
 	if fault != nil {
 		defer func() {
 			if v := recover(); v != nil {
@@ -344,16 +361,32 @@ func readAll(src source.Source, fault func(any) error, fn func(f *source.Frame, 
 			}
 		}()
 	}
+	bs, _ := src.(batchSource)
+	fs := make([]source.Frame, readBatch)
 	for {
-		if err := src.Next(&f); err != nil {
+		n := 1
+		var err error
+		if bs != nil {
+			n, err = bs.NextBatch(fs)
+		} else {
+			err = src.Next(&fs[0])
+		}
+		if err != nil {
 			if errors.Is(err, io.EOF) {
 				return nil
 			}
 			return fmt.Errorf("after %d packets: %w", num, err)
 		}
-		num++
-		fn(&f, num)
+		fn(fs[:n], num+1)
+		num += uint64(n)
 		done = num
+	}
+}
+
+// feedAll is readAll's fn for one pipeline.
+func (pl *Pipeline) feedAll(fs []source.Frame, first uint64) {
+	for i := range fs {
+		pl.Feed(&fs[i], first+uint64(i))
 	}
 }
 
@@ -401,7 +434,7 @@ func Run(src source.Source, opt Options) ([]*diagnose.Incident, Stats, error) {
 		return runSharded(src, fault, opt, n)
 	}
 	pl := NewPipeline(opt)
-	rerr := readAll(src, fault, pl.Feed)
+	rerr := readAll(src, fault, pl.feedAll)
 	incs, st := pl.Close()
 	return incs, st, rerr
 }

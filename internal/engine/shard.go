@@ -71,10 +71,25 @@ type shardBatch struct {
 	now   int64 // capture time reached by the reader when it was sent
 	fr    [shardBatchLen]shardFrame
 	note  [shardBatchLen]string
-	arena []byte
+	arena []byte // len(arena) is the capacity: used is how much is filled
+	used  int
 	sh    *shard
 	rows  []byte        // rows of the connections finished while tracking it
 	done  chan struct{} // tracked
+}
+
+// add copies a frame's bytes into the arena, growing it for a frame
+// longer than the room left (more than 64 KiB, since a batch is sent once
+// shardArenaLen bytes are filled). A fixed arena and a count spare append
+// its write of the slice header (and its write barrier) on every frame.
+func (b *shardBatch) add(data []byte) {
+	if len(b.arena)-b.used < len(data) {
+		b.arena = append(b.arena[:b.used], data...)
+		b.arena = b.arena[:cap(b.arena)]
+	} else {
+		copy(b.arena[b.used:], data)
+	}
+	b.used += len(data)
 }
 
 type shard struct {
@@ -123,21 +138,6 @@ func (s *sent) send(b *shardBatch) {
 	b.sh.in <- b
 }
 
-// shardFor returns the shard of n that owns frame f's connection: the 4-tuple
-// read by decode.PeekFlow, or by decoding f into p where PeekFlow cannot
-// (decoded then says p holds f). Frames that are not TCP go to shard 0.
-func shardFor(f *source.Frame, p *decode.Parsed, n int) (sh int, decoded bool) {
-	var fl decode.Flow
-	if decode.PeekFlow(&fl, f.LinkType, f.Data) {
-		return shardOf(&fl, n), false
-	}
-	if p.Decode(f.LinkType, f.Data); p.Status != decode.OK {
-		return 0, true
-	}
-	fl = p.Flow()
-	return shardOf(&fl, n), true
-}
-
 // shardOf picks a shard from the connection's endpoints; swapping them gives
 // the same shard.
 func shardOf(f *decode.Flow, n int) int {
@@ -177,7 +177,7 @@ func runSharded(src source.Source, fault func(any) error, opt Options, n int) ([
 		so.Progress = nil
 		sh := &shard{pl: NewPipeline(so), in: make(chan *shardBatch, batches)}
 		for j := 0; j < batches; j++ {
-			sh.free = append(sh.free, &shardBatch{sh: sh, done: make(chan struct{}, 1), arena: make([]byte, 0, shardArenaLen+64<<10)})
+			sh.free = append(sh.free, &shardBatch{sh: sh, done: make(chan struct{}, 1), arena: make([]byte, shardArenaLen+64<<10)})
 		}
 		sh.cur = out.take(sh)
 		shards[i] = sh
@@ -188,31 +188,8 @@ func runSharded(src source.Source, fault func(any) error, opt Options, n int) ([
 		}()
 	}
 
-	st := &rd.stats
-	var p decode.Parsed // for frames PeekFlow leaves to Decode
-	rerr := readAll(src, fault, func(f *source.Frame, num uint64) {
-		rd.countFrame(f)
-		if opt.Progress != nil && st.Frames&0xffff == 0 {
-			opt.Progress(st.Frames)
-		}
-		i, decoded := shardFor(f, &p, n)
-		if decoded && p.Status != decode.OK {
-			// Not TCP: decoded already, counted here, no shard needs it.
-			rd.countDecoded(&p, f.Comment != "")
-			return
-		}
-		sh := shards[i]
-		b := sh.cur
-		b.arena = append(b.arena, f.Data...)
-		b.fr[b.n] = shardFrame{ts: f.Timestamp, num: num, end: uint32(len(b.arena)), lt: f.LinkType}
-		b.note[b.n] = f.Comment
-		b.n++
-		if b.n == shardBatchLen || len(b.arena) >= shardArenaLen {
-			b.now = rd.now
-			out.send(b)
-			sh.cur = out.take(sh)
-		}
-	})
+	d := &dealer{rd: rd, shards: shards, out: out, progress: opt.Progress}
+	rerr := readAll(src, fault, d.deal)
 	for _, sh := range shards {
 		sh.cur.now = rd.now
 		out.send(sh.cur)
@@ -234,8 +211,67 @@ func runSharded(src source.Source, fault func(any) error, opt Options, n int) ([
 	for i, sh := range shards {
 		pls[i] = sh.pl
 	}
+	st := &rd.stats
 	incs := merge(st, pls)
 	return incs, *st, rerr
+}
+
+// dealer is the reading goroutine of a sharded run: it counts frames and
+// deals them out to the shards that own them.
+type dealer struct {
+	rd       *Pipeline // counts frames; its tracker stays empty
+	shards   []*shard
+	out      *sent
+	progress func(frames uint64)
+	p        decode.Parsed // for frames PeekFlow leaves to Decode
+}
+
+// deal counts a run of frames, the first numbered first, and copies each
+// into the batch of the shard that owns its connection, sending the
+// batches that fill up.
+func (d *dealer) deal(fs []source.Frame, first uint64) {
+	rd, st := d.rd, &d.rd.stats
+	before := st.Frames
+	for i := range fs {
+		f := &fs[i]
+		rd.countFrame(f)
+		var fl decode.Flow
+		var si int
+		if decode.PeekFlow(&fl, f.LinkType, f.Data) {
+			si = shardOf(&fl, len(d.shards))
+		} else if si = d.decodeFlow(f); si < 0 {
+			continue
+		}
+		sh := d.shards[si]
+		b := sh.cur
+		b.add(f.Data)
+		b.fr[b.n] = shardFrame{ts: f.Timestamp, num: first + uint64(i), end: uint32(b.used), lt: f.LinkType}
+		if f.Comment != "" { // the slots are cleared once tracked
+			b.note[b.n] = f.Comment
+		}
+		b.n++
+		if b.n == shardBatchLen || b.used >= shardArenaLen {
+			b.now = rd.now
+			d.out.send(b)
+			sh.cur = d.out.take(sh)
+		}
+	}
+	if d.progress != nil && st.Frames>>16 != before>>16 {
+		d.progress(st.Frames)
+	}
+}
+
+// decodeFlow finds the shard of a frame decode.PeekFlow could not place,
+// by decoding it. A frame that is not a TCP segment (or is malformed) is
+// counted here, and gives -1: no shard needs it.
+func (d *dealer) decodeFlow(f *source.Frame) int {
+	p := &d.p
+	if p.Decode(f.LinkType, f.Data); p.Status != decode.OK {
+		d.rd.countDecoded(p, f.Comment != "")
+		return -1
+	}
+	fl := p.Flow()
+	return shardOf(&fl, len(d.shards))
 }
 
 // work decodes and tracks the batches of one shard.
@@ -257,7 +293,7 @@ func (sh *shard) work() {
 		}
 		pl.advanceShard()
 		clear(b.note[:b.n])
-		b.n, b.arena = 0, b.arena[:0]
+		b.n, b.used = 0, 0
 		pl.rows = nil
 		b.done <- struct{}{}
 	}

@@ -24,6 +24,7 @@ func FuzzReader(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		mappedSame(t, "input", data)
+		batchSame(t, "input", data)
 		r, err := NewReader(bytes.NewReader(data))
 		if err != nil {
 			if r != nil {

