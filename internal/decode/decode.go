@@ -85,7 +85,96 @@ type Parsed struct {
 }
 
 // Decode parses data, a frame of the given link type (source.Link*).
+//
+// Nearly every frame of a capture is Ethernet, IPv4 without options and
+// TCP: Decode reads those itself (the fast path below), writing every field
+// once, and hands anything else to the general decoder, decodeAny, which
+// starts from a zeroed Parsed. Its result is decodeAny's, field for field,
+// for every input (FuzzDecodeRef compares Decode with the decoder as it was
+// before the fast path). On a loopback capture of HTTP traffic this took
+// Decode from 273 instructions a packet to about 120: zeroing the struct
+// alone was 26, and the general path walks the link layer, checks fields it
+// has checked, and calls a function a layer.
 func (p *Parsed) Decode(linkType uint32, data []byte) {
+	if linkType != source.LinkEthernet || len(data) < etherIPv4TCPSize {
+		p.decodeAny(linkType, data)
+		return
+	}
+	// A fixed-size view: its reads need no bounds checks.
+	h := (*[etherIPv4TCPSize]byte)(data)
+	// Two words test four fields: bytes 12-14 are 08 00 45 (ethertype
+	// IPv4, version 4, a 20-byte header), and bytes 20-23 give fragment
+	// offset 0 and protocol 6 (TCP); the flag bits and TTL may be anything.
+	if binary.LittleEndian.Uint32(h[12:])&0x00ffffff != 0x00450008 ||
+		binary.LittleEndian.Uint32(h[20:])&0xff00ff1f != 0x06000000 {
+		p.decodeAny(linkType, data)
+		return
+	}
+	// As decodeIPv4: a total length of 0 (TSO/GSO) trusts the capture, and
+	// the frame ends where the IP packet does (Ethernet pads short ones).
+	total := int(binary.BigEndian.Uint16(h[16:]))
+	if total == 0 {
+		total = len(data) - 14
+	}
+	end := min(len(data), 14+total)
+	off := int(h[46]>>4) * 4 // TCP header length
+	if total < IPv4MinimumSize+TCPMinimumSize || off < TCPMinimumSize || 34+off > end {
+		// Cut short or inconsistent: decodeAny says how.
+		p.decodeAny(linkType, data)
+		return
+	}
+	src, dst := netip.AddrFrom4([4]byte(h[26:30])), netip.AddrFrom4([4]byte(h[30:34]))
+	p.Status = OK
+	p.IPVersion = 4
+	p.Src = src
+	p.Dst = dst
+	p.SrcWords[0] = 0
+	p.SrcWords[1] = 0xffff<<32 | uint64(binary.BigEndian.Uint32(h[26:]))
+	p.DstWords[0] = 0
+	p.DstWords[1] = 0xffff<<32 | uint64(binary.BigEndian.Uint32(h[30:]))
+	p.TTL = h[22]
+	p.IPID = binary.BigEndian.Uint16(h[18:])
+	p.DF = h[20]&0x40 != 0
+	p.SrcPort = binary.BigEndian.Uint16(h[34:])
+	p.DstPort = binary.BigEndian.Uint16(h[36:])
+	p.Seq = binary.BigEndian.Uint32(h[38:])
+	p.Ack = binary.BigEndian.Uint32(h[42:])
+	p.Flags = Flags(h[47])
+	p.Window = binary.BigEndian.Uint16(h[48:])
+	// data ends at the IP packet's end, so the payload is never longer
+	// than PayloadLen, and PayloadLen is never negative.
+	p.Payload = data[34+off : end]
+	p.PayloadLen = total - IPv4MinimumSize - off
+	p.Truncated = len(p.Payload) < p.PayloadLen
+	p.Tunneled = false
+	p.Opts.MSS = 0
+	p.Opts.WScale = -1
+	p.Opts.SACKPerm = false
+	p.Opts.SACK = false
+	if off == TCPMinimumSize+12 && len(data) >= etherIPv4TCPSize+12 {
+		if o := (*[etherIPv4TCPSize + 12]byte)(data); binary.BigEndian.Uint32(o[54:]) == 0x0101080a {
+			// parseOptions' shortcut for Linux's NOP, NOP, timestamps.
+			p.Opts.HasTS = true
+			p.Opts.TSVal = binary.BigEndian.Uint32(o[58:])
+			p.Opts.TSEcr = binary.BigEndian.Uint32(o[62:])
+			return
+		}
+	}
+	p.Opts.HasTS = false
+	p.Opts.TSVal = 0
+	p.Opts.TSEcr = 0
+	if off > TCPMinimumSize {
+		p.parseOptions(data[etherIPv4TCPSize : 34+off])
+	}
+}
+
+// etherIPv4TCPSize is the shortest frame Decode's fast path decodes:
+// Ethernet, a 20-byte IPv4 header and a 20-byte TCP header.
+const etherIPv4TCPSize = 14 + IPv4MinimumSize + TCPMinimumSize
+
+// decodeAny decodes a frame of any link type: Decode for what its fast path
+// leaves.
+func (p *Parsed) decodeAny(linkType uint32, data []byte) {
 	*p = Parsed{Opts: Options{WScale: -1}}
 	ethertype, data, st := network(linkType, data)
 	if st != OK {
