@@ -10,6 +10,7 @@ package decode
 
 import (
 	"encoding/binary"
+	"math/bits"
 	"net/netip"
 
 	"github.com/rstscope/rstscope/internal/source"
@@ -135,10 +136,12 @@ func (p *Parsed) Decode(linkType uint32, data []byte) {
 	p.TTL = h[22]
 	p.IPID = binary.BigEndian.Uint16(h[18:])
 	p.DF = h[20]&0x40 != 0
-	p.SrcPort = binary.BigEndian.Uint16(h[34:])
-	p.DstPort = binary.BigEndian.Uint16(h[36:])
-	p.Seq = binary.BigEndian.Uint32(h[38:])
-	p.Ack = binary.BigEndian.Uint32(h[42:])
+	// Adjacent fields from adjacent big-endian words, in pairs: the
+	// compiler makes each pair one load, a byte swap, a rotate and one store.
+	ports := bits.RotateLeft32(binary.BigEndian.Uint32(h[34:]), 16)
+	p.SrcPort, p.DstPort = uint16(ports), uint16(ports>>16)
+	seqAck := bits.RotateLeft64(binary.BigEndian.Uint64(h[38:]), 32)
+	p.Seq, p.Ack = uint32(seqAck), uint32(seqAck>>32)
 	p.Flags = Flags(h[47])
 	p.Window = binary.BigEndian.Uint16(h[48:])
 	// data ends at the IP packet's end, so the payload is never longer
@@ -147,24 +150,33 @@ func (p *Parsed) Decode(linkType uint32, data []byte) {
 	p.PayloadLen = total - IPv4MinimumSize - off
 	p.Truncated = len(p.Payload) < p.PayloadLen
 	p.Tunneled = false
-	p.Opts.MSS = 0
-	p.Opts.WScale = -1
-	p.Opts.SACKPerm = false
-	p.Opts.SACK = false
-	if off == TCPMinimumSize+12 && len(data) >= etherIPv4TCPSize+12 {
-		if o := (*[etherIPv4TCPSize + 12]byte)(data); binary.BigEndian.Uint32(o[54:]) == 0x0101080a {
-			// parseOptions' shortcut for Linux's NOP, NOP, timestamps.
-			p.Opts.HasTS = true
-			p.Opts.TSVal = binary.BigEndian.Uint32(o[58:])
-			p.Opts.TSEcr = binary.BigEndian.Uint32(o[62:])
-			return
+	// The options: Linux's two layouts by a compare or three, the rest by
+	// parseOptions. (The lengths checked on data are known already, from
+	// off and end; here they only spare the reads their bounds checks.)
+	o := etherIPv4TCPSize // where the options start in data
+	switch {
+	case off == TCPMinimumSize+12 && len(data) >= o+12 && binary.BigEndian.Uint32(data[o:]) == 0x0101080a:
+		// NOP, NOP, timestamps: every segment after the handshake.
+		// A constant and a pair, as the ports above: ten instructions
+		// where the one struct literal took fifteen.
+		ts := bits.RotateLeft64(binary.BigEndian.Uint64(data[o+4:]), 32)
+		p.Opts = Options{WScale: -1, HasTS: true}
+		p.Opts.TSVal, p.Opts.TSEcr = uint32(ts), uint32(ts>>32)
+	case off == TCPMinimumSize+20 && len(data) >= o+20 && binary.BigEndian.Uint32(data[o:])>>16 == 0x0204 &&
+		binary.BigEndian.Uint32(data[o+4:]) == 0x0402080a && binary.BigEndian.Uint32(data[o+16:])>>8 == 0x010303:
+		// MSS, SACK permitted, timestamps, NOP, window scale: SYN and
+		// SYN-ACK (7% of the packets of a capture of short connections;
+		// through parseOptions they cost 170 instructions each).
+		ts := bits.RotateLeft64(binary.BigEndian.Uint64(data[o+8:]), 32)
+		p.Opts = Options{SACKPerm: true, HasTS: true}
+		p.Opts.MSS = binary.BigEndian.Uint16(data[o+2:])
+		p.Opts.WScale = int8(min(data[o+19], 14))
+		p.Opts.TSVal, p.Opts.TSEcr = uint32(ts), uint32(ts>>32)
+	default:
+		p.Opts = Options{WScale: -1}
+		if off > TCPMinimumSize {
+			p.parseOptions(data[o : 34+off])
 		}
-	}
-	p.Opts.HasTS = false
-	p.Opts.TSVal = 0
-	p.Opts.TSEcr = 0
-	if off > TCPMinimumSize {
-		p.parseOptions(data[etherIPv4TCPSize : 34+off])
 	}
 }
 
