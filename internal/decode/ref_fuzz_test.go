@@ -48,32 +48,48 @@ func sameView(a, b []byte) bool {
 }
 
 // refSeeds are frames around the fast path's edges: the common data
-// segment, a SYN, other option layouts, and the header fields the fast path
-// checks, each changed.
+// segment, Linux's SYN, other option layouts, TSO's zero length, Ethernet
+// padding, and the header fields the fast path checks, each changed.
 func refSeeds() [][]byte {
-	syn := seg{sport: 40000, dport: 80, seq: 1, flags: SYN, win: 65495,
-		opts: cat([]byte{2, 4, 0xff, 0xd7, 4, 2}, tsOpt(1, 0)[2:], []byte{1, 3, 3, 7})}
+	syn := ether(0x0800, ipv4(v4a, v4b, 6, nil, seg{sport: 40000, dport: 80, seq: 1, flags: SYN, win: 65495, opts: synOpts}.bytes()))
+	data := ether(0x0800, v4pkt)
 	frames := [][]byte{
-		ether(0x0800, v4pkt),
-		ether(0x0800, ipv4(v4a, v4b, 6, nil, syn.bytes())),
-		ether(0x0800, ipv4(v4a, v4b, 6, nil, seg{flags: ACK}.bytes())),
-		ether(0x0800, ipv4(v4a, v4b, 6, nil, seg{flags: ACK, opts: []byte{1, 1, 8, 10, 0, 0, 0, 1, 0, 0, 0, 2, 1, 1, 1, 0}}.bytes())),
+		data, syn,
+		ether(0x0800, ipv4(v4a, v4b, 6, nil, seg{flags: RST | ACK}.bytes())),
+		ether(0x0800, ipv4(v4a, v4b, 6, nil, seg{flags: ACK, opts: cat([]byte{1, 1}, tsOpt(5, 6), []byte{1, 1, 5, 10, 0, 0, 0, 1, 0, 0, 0, 2})}.bytes())),
+		ether(0x0800, ipv4(v4a, v4b, 6, nil, seg{flags: ACK, opts: []byte{8, 10, 0, 0, 0, 1, 0, 0, 0, 2, 1, 1}}.bytes())),
+		ether(0x0800, ipv4(v4a, v4b, 6, nil, seg{flags: SYN, opts: []byte{2, 4, 5, 0xb4, 1, 3, 3, 6, 1, 1, 8, 10, 0, 0, 0, 1, 0, 0, 0, 0, 4, 2}}.bytes())),
 		ether(0x0800, ipv4(v4a, v4b, 6, []byte{1, 1, 1, 0}, dataSeg.bytes())),
 		ether(0x0800, ipv4(v4a, v4b, 17, nil, udp(1, 2, nil))),
 		ether(0x86dd, v6pkt),
+		setU16(append([]byte(nil), data...), 16, 0),                        // TSO: total length 0
+		append(append([]byte(nil), data...), make([]byte, 9)...),           // Ethernet padding
+		setU16(append([]byte(nil), data...), 16, uint16(len(data)-14+100)), // snaplen-cut payload
 	}
-	base := ether(0x0800, v4pkt)
+	edit := func(base []byte, off int, v byte) {
+		f := append([]byte(nil), base...)
+		f[off] = v
+		frames = append(frames, f)
+	}
+	// Ethertype, version/IHL, total length, flags and fragment offset,
+	// protocol, data offset, and the option bytes the compares look at.
 	for _, m := range []struct {
 		off int
 		v   byte
-	}{{14, 0x46}, {14, 0x44}, {16, 0}, {17, 0}, {16, 0}, {17, 39}, {17, 20}, {20, 0x20}, {21, 1}, {23, 17},
-		{46, 0x40}, {46, 0x50}, {46, 0xf0}, {54, 0}, {55, 0}, {57, 0x0b}} {
-		f := append([]byte(nil), base...)
-		f[m.off] = m.v
-		frames = append(frames, f)
+	}{{12, 0x86}, {13, 1}, {14, 0x46}, {14, 0x55}, {16, 0}, {17, 0}, {17, 39}, {17, 20}, {20, 0x20}, {20, 0x41}, {21, 1},
+		{23, 17}, {46, 0x40}, {46, 0x50}, {46, 0xf0}, {46, 0x10}, {54, 0}, {55, 0}, {56, 7}, {57, 0x0b}} {
+		edit(data, m.off, m.v)
 	}
-	for n := 14 + 38; n < len(base); n += 3 {
-		frames = append(frames, base[:n])
+	for _, m := range []struct {
+		off int
+		v   byte
+	}{{54, 3}, {55, 5}, {58, 5}, {59, 3}, {60, 9}, {61, 11}, {70, 0}, {71, 4}, {72, 2}, {73, 15}, {73, 0xff}, {46, 0x90}} {
+		edit(syn, m.off, m.v)
+	}
+	for _, base := range [][]byte{data, syn} {
+		for n := 14 + 38; n < len(base); n += 3 {
+			frames = append(frames, base[:n])
+		}
 	}
 	return frames
 }
