@@ -10,6 +10,7 @@ package decode
 
 import (
 	"encoding/binary"
+	"math/bits"
 	"net/netip"
 
 	"github.com/rstscope/rstscope/internal/source"
@@ -85,7 +86,120 @@ type Parsed struct {
 }
 
 // Decode parses data, a frame of the given link type (source.Link*).
+//
+// Nearly every frame of a capture is Ethernet, IPv4 without options and
+// TCP with no options or one of Linux's two layouts: Decode reads those
+// itself, writing each field once, and hands anything else to the general
+// decoder, decodeAny, which zeroes p and fills in what it finds. The result
+// is decodeAny's, field for field, for every input (FuzzDecodeRef compares
+// Decode with the decoder as it was before this fast path). On a loopback
+// capture of HTTP traffic (m1.pcap) this took Decode from 273 instructions
+// a packet to 128: zeroing the struct alone was 26, and the general path
+// walks the link layer, checks the same fields twice, calls a function per
+// layer and walks the SYNs' options byte by byte.
 func (p *Parsed) Decode(linkType uint32, data []byte) {
+	if linkType != source.LinkEthernet || len(data) < etherIPv4TCPSize {
+		p.decodeAny(linkType, data)
+		return
+	}
+	// A fixed-size view: its reads need no bounds checks.
+	h := (*[etherIPv4TCPSize]byte)(data)
+	// Two words test four fields: bytes 12-14 are 08 00 45 (ethertype
+	// IPv4, version 4, a 20-byte header), and bytes 20-23 give fragment
+	// offset 0 and protocol 6 (TCP); the flag bits and TTL may be anything.
+	if binary.LittleEndian.Uint32(h[12:])&0x00ffffff != 0x00450008 ||
+		binary.LittleEndian.Uint32(h[20:])&0xff00ff1f != 0x06000000 {
+		p.decodeAny(linkType, data)
+		return
+	}
+	// As decodeIPv4: a total length of 0 (TSO/GSO) trusts the capture, and
+	// the frame ends where the IP packet does (Ethernet pads short ones).
+	total := int(binary.BigEndian.Uint16(h[16:]))
+	if total == 0 {
+		total = len(data) - 14
+	}
+	end := min(len(data), 14+total)
+	off := int(h[46]) >> 2 & 0x3c // TCP header length: the data offset times 4
+	// The TCP header must be all there, inside the IP packet (which makes
+	// the total length at least 40). A data offset below 5 goes to
+	// decodeAny with the options' default case.
+	if 34+off > end {
+		// Cut short or inconsistent: decodeAny says how.
+		p.decodeAny(linkType, data)
+		return
+	}
+	// The options first, while nothing is written yet: a layout not
+	// handled here goes to decodeAny before any field is. (The checks of
+	// len(data) follow from off and end; here they only spare the reads
+	// their bounds checks.) Opts are written as one constant and the two
+	// timestamps as one pair (see the ports below): 4 stores where the
+	// struct literal took 7.
+	o := etherIPv4TCPSize // where the options start in data
+	switch {
+	case off == TCPMinimumSize+12 && len(data) >= o+12 && binary.BigEndian.Uint32(data[o:]) == 0x0101080a:
+		// NOP, NOP, timestamps: every segment after the handshake.
+		ts := bits.RotateLeft64(binary.BigEndian.Uint64(data[o+4:]), 32)
+		p.Opts = Options{WScale: -1, HasTS: true}
+		p.Opts.TSVal, p.Opts.TSEcr = uint32(ts), uint32(ts>>32)
+	case off == TCPMinimumSize+20 && len(data) >= o+20 && binary.BigEndian.Uint32(data[o:])>>16 == 0x0204 &&
+		binary.BigEndian.Uint32(data[o+4:]) == 0x0402080a && binary.BigEndian.Uint32(data[o+16:])>>8 == 0x010303:
+		// MSS, SACK permitted, timestamps, NOP, window scale: Linux's SYN
+		// and SYN-ACK (7% of m1.pcap's packets; parseOptions took 170
+		// instructions for each).
+		ts := bits.RotateLeft64(binary.BigEndian.Uint64(data[o+8:]), 32)
+		p.Opts = Options{SACKPerm: true, HasTS: true}
+		p.Opts.MSS = binary.BigEndian.Uint16(data[o+2:])
+		p.Opts.WScale = int8(min(data[o+19], 14))
+		p.Opts.TSVal, p.Opts.TSEcr = uint32(ts), uint32(ts>>32)
+	case off == TCPMinimumSize:
+		p.Opts = Options{WScale: -1}
+	default:
+		// Other options (SACK blocks, other systems' SYNs) are rare enough
+		// to decode the frame from the start. Calling parseOptions here
+		// instead cost every packet 2 instructions more (register spills).
+		p.decodeAny(linkType, data)
+		return
+	}
+	src, dst := netip.AddrFrom4([4]byte(h[26:30])), netip.AddrFrom4([4]byte(h[30:34]))
+	srcLo := 0xffff<<32 | uint64(binary.BigEndian.Uint32(h[26:]))
+	dstLo := 0xffff<<32 | uint64(binary.BigEndian.Uint32(h[30:]))
+	// The three pointer stores (in Src, Dst and Payload) come together,
+	// with no load between them: they share one write barrier check.
+	p.Status = OK
+	p.IPVersion = 4
+	p.Src = src
+	p.Dst = dst
+	// data ends at the IP packet's end, so the payload is never longer
+	// than PayloadLen, and PayloadLen is never negative.
+	p.Payload = data[34+off : end]
+	p.PayloadLen = total - IPv4MinimumSize - off
+	p.Truncated = len(p.Payload) < p.PayloadLen
+	p.Tunneled = false
+	p.SrcWords[0] = 0
+	p.SrcWords[1] = srcLo
+	p.DstWords[0] = 0
+	p.DstWords[1] = dstLo
+	p.TTL = h[22]
+	p.IPID = binary.BigEndian.Uint16(h[18:])
+	p.DF = h[20]&0x40 != 0
+	// Adjacent fields from adjacent big-endian words, in pairs: the
+	// compiler makes each pair one load, a byte swap, a rotate and one
+	// store, where two fields took two of each.
+	ports := bits.RotateLeft32(binary.BigEndian.Uint32(h[34:]), 16)
+	p.SrcPort, p.DstPort = uint16(ports), uint16(ports>>16)
+	seqAck := bits.RotateLeft64(binary.BigEndian.Uint64(h[38:]), 32)
+	p.Seq, p.Ack = uint32(seqAck), uint32(seqAck>>32)
+	p.Flags = Flags(h[47])
+	p.Window = binary.BigEndian.Uint16(h[48:])
+}
+
+// etherIPv4TCPSize is the shortest frame Decode's fast path decodes:
+// Ethernet, a 20-byte IPv4 header and a 20-byte TCP header.
+const etherIPv4TCPSize = 14 + IPv4MinimumSize + TCPMinimumSize
+
+// decodeAny decodes a frame of any link type: Decode for what its fast path
+// leaves.
+func (p *Parsed) decodeAny(linkType uint32, data []byte) {
 	*p = Parsed{Opts: Options{WScale: -1}}
 	ethertype, data, st := network(linkType, data)
 	if st != OK {
