@@ -181,33 +181,77 @@ func (t *Tracker) Add(p *decode.Parsed, num uint64, ts int64) *Conn {
 	tag := cacheTag(slo, dlo, sp, dp)
 	cs := &t.cache[tag>>(64-cacheBits)]
 	c := cs.c
-	var srcIsA, hit bool
-	// A connection neither ended (closedAt 0) nor an attempt (its client
-	// not in SynSent) has not expired, and a SYN on it does not start a
-	// new one: then the key is all a hit needs. A cached connection is
-	// never done: finish takes it out of the cache.
-	if cs.tag == tag && c != nil && c.closedAt == 0 && c.Ep[FromClient].State != SynSent {
-		// The key's a side is the smaller end (see key): the source when
-		// the packet matches the key as it is.
-		if k := &c.key; k.pa == sp && k.pb == dp && k.alo == slo && k.blo == dlo && k.ahi == shi && k.bhi == dhi {
-			srcIsA, hit = true, true
-		} else if k.pa == dp && k.pb == sp && k.alo == dlo && k.blo == slo && k.ahi == dhi && k.bhi == shi {
-			hit = true
+	// Calls that return what Add returns: the hit path keeps no value
+	// across them (the compiler saved four of them on every packet for a
+	// lookup call here).
+	if cs.tag != tag || c == nil {
+		return t.addMiss(p, num, ts)
+	}
+	// The key's a side is the smaller end (see key): the source when the
+	// packet matches the key as it is; Ep[0] is the a side iff clientIsA.
+	var dir Dir
+	switch k := &c.key; {
+	case k.pa == sp && k.pb == dp && k.alo == slo && k.blo == dlo && k.ahi == shi && k.bhi == dhi:
+		if !c.clientIsA {
+			dir = FromServer
 		}
+		if sp == dp && selfKey(p) {
+			dir = c.dirOf(p, true, true)
+		}
+	case k.pa == dp && k.pb == sp && k.alo == dlo && k.blo == slo && k.ahi == dhi && k.bhi == shi:
+		if c.clientIsA {
+			dir = FromServer
+		}
+	default:
+		return t.addMiss(p, num, ts)
 	}
-	// Both ends the same address and port (a socket connected to itself):
-	// the key's orientation then says nothing about the direction.
-	self := sp == dp && slo == dlo && shi == dhi
-	if !hit {
-		c, srcIsA = t.lookup(p, num, ts)
+	if c.closedAt != 0 || c.Ep[FromClient].State == SynSent {
+		// Ended, or an attempt: it may have expired, or a SYN start a new
+		// connection. (A cached connection is never done: finish takes it
+		// out of the cache.)
+		return t.addRecheck(c, p, tag, num, ts)
 	}
-	dir := c.dirOf(p, srcIsA, self)
+	// c.add, inlined by hand (it is too big for the compiler to).
 	if ep, peer := c.ends(dir); plain(p, ep) {
 		c.addPlain(p, ep, peer, dir, num, ts, t)
 	} else {
 		c.addAny(p, ep, peer, dir, num, ts, t)
 	}
 	return c
+}
+
+// addMiss is Add for a packet the cache did not answer.
+func (t *Tracker) addMiss(p *decode.Parsed, num uint64, ts int64) *Conn {
+	c, srcIsA := t.lookup(p, num, ts)
+	c.add(p, c.dirOf(p, srcIsA, selfKey(p)), num, ts, t)
+	return c
+}
+
+// addRecheck is Add for a packet the cache found the connection c of,
+// when c has ended or is an attempt: lookup's checks, without the look.
+func (t *Tracker) addRecheck(c *Conn, p *decode.Parsed, tag, num uint64, ts int64) *Conn {
+	var k key
+	srcIsA := k.set(p)
+	expired := c.expired(ts, t.cfg.Linger)
+	if expired || c.closedAt != 0 && p.Flags&(decode.SYN|decode.ACK|decode.RST) == decode.SYN {
+		// As in lookup. c's hash is the key's.
+		h := c.hash
+		t.finish(c)
+		if !expired {
+			t.stats.Reused++
+		}
+		c = t.newConn(k, h, srcIsA, p, num, ts)
+		t.cache[tag>>(64-cacheBits)] = cacheSlot{tag, c}
+	}
+	c.add(p, c.dirOf(p, srcIsA, selfKey(p)), num, ts, t)
+	return c
+}
+
+// selfKey reports whether both ends of p are the same address and port (a
+// socket connected to itself): the key's orientation then says nothing
+// about the direction.
+func selfKey(p *decode.Parsed) bool {
+	return p.SrcPort == p.DstPort && p.SrcWords == p.DstWords
 }
 
 // lookup returns the connection of packet p when the cache did not

@@ -17,6 +17,15 @@ const (
 	histMulti
 )
 
+// add updates c with packet p of direction dir.
+func (c *Conn) add(p *decode.Parsed, dir Dir, num uint64, ts int64, t *Tracker) {
+	if ep, peer := c.ends(dir); plain(p, ep) {
+		c.addPlain(p, ep, peer, dir, num, ts, t)
+	} else {
+		c.addAny(p, ep, peer, dir, num, ts, t)
+	}
+}
+
 // ends returns the endpoint that sent a packet of direction dir and its
 // peer. A swap, not &c.Ep[dir]: indexing by an Endpoint's size (320
 // bytes, not a power of two) costs a multiply and a bounds check.
