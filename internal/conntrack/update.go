@@ -96,11 +96,15 @@ func (c *Conn) addPlain(p *decode.Parsed, ep, peer *Endpoint, dir Dir, num uint6
 		rare |= rareZeroWindow
 	}
 	ep.NonRstPkts++
-	if ep.TTLMin == 0 || p.TTL < ep.TTLMin {
-		ep.TTLMin = p.TTL
-	}
-	if p.TTL > ep.TTLMax {
-		ep.TTLMax = p.TTL
+	// A TTL equal to both bounds (a side's TTL seldom changes) changes
+	// neither: two compares instead of four and their loads.
+	if ttl := p.TTL; ttl != ep.TTLMin || ttl != ep.TTLMax {
+		if ep.TTLMin == 0 || ttl < ep.TTLMin {
+			ep.TTLMin = ttl
+		}
+		if ttl > ep.TTLMax {
+			ep.TTLMax = ttl
+		}
 	}
 	if p.Opts.HasTS {
 		ep.TSOptPkts++
