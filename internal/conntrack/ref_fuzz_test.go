@@ -190,6 +190,12 @@ func compareTrackers(t *testing.T, data []byte) {
 		q := *p
 		ca := a.Add(p, num, ts)
 		cb := b.refAdd(&q, num, ts)
+		for i := range ca.Ep {
+			// What plain relies on.
+			if e := &ca.Ep[i]; e.State != Inactive && !e.seqInit {
+				t.Fatalf("packet %d: endpoint %d in state %d without its sequence space", num, i, e.State)
+			}
+		}
 		if sa, sb := snapOf(ca), snapOf(cb); !reflect.DeepEqual(sa, sb) {
 			t.Fatalf("packet %d (%+v):\n got %+v\nwant %+v", num, q, sa, sb)
 		}

@@ -305,7 +305,7 @@ func (c *Conn) expired(ts, linger int64) bool {
 }
 
 // dirOf returns the direction of p, whose source is the key's a side iff
-// srcIsA, and whose key is self (see key.self) or not.
+// srcIsA, and whose two ends are the same (self, see selfKey) or not.
 func (c *Conn) dirOf(p *decode.Parsed, srcIsA, self bool) Dir {
 	if self {
 		if p.SrcPort == c.Ep[0].Addr.Port() && p.Src == c.Ep[0].Addr.Addr() {

@@ -38,10 +38,12 @@ func (c *Conn) ends(dir Dir) (ep, peer *Endpoint) {
 }
 
 // plain reports whether addPlain can take packet p from ep: an ACK
-// without SYN, FIN or RST, ep having sent before (seqInit) and in a
-// state from SynSent to Closed (neither Inactive nor Reset).
+// without SYN, FIN or RST, ep in a state from SynSent to Closed (neither
+// Inactive nor Reset). An endpoint past Inactive has sent (seqInit):
+// updateState moves ep only after addAny has set up ep's sequence space,
+// and the peer only from a state it had already.
 func plain(p *decode.Parsed, ep *Endpoint) bool {
-	return p.Flags&(decode.SYN|decode.FIN|decode.RST|decode.ACK) == decode.ACK && ep.seqInit &&
+	return p.Flags&(decode.SYN|decode.FIN|decode.RST|decode.ACK) == decode.ACK &&
 		ep.State-SynSent <= Closed-SynSent
 }
 
