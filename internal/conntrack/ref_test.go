@@ -8,10 +8,7 @@ package conntrack
 import "github.com/rstscope/rstscope/internal/decode"
 
 // refAdd is Tracker.Add as it was before the fast path for cache hits
-// (commit 0589851). Add processes one TCP packet (p.Status must be decode.OK). num is its
-// 1-based packet number and ts its capture time (Unix ns). It returns the
-// connection the packet belongs to; the pointer is valid until the next
-// call to Add or Flush.
+// (commit 0589851).
 func (t *Tracker) refAdd(p *decode.Parsed, num uint64, ts int64) *Conn {
 	t.stats.Packets++
 	if ts > t.now {
