@@ -133,6 +133,12 @@ type Endpoint struct {
 	SawSYN           bool
 	WScale           int8  // negotiated shift; -1 unknown
 	TTLMin, TTLMax   uint8 // over non-RST packets
+	// winMul scales this side's windows outside SYNs: 1<<WScale when
+	// both sides negotiated scaling and WScale > 0, else 1 (0 for a shift
+	// past 31, as the shift would give). A product, kept up to date where
+	// WScale changes, instead of the tests and the guarded variable shift
+	// on every packet.
+	winMul uint32
 
 	// Below: what only some packets touch.
 	Addr        netip.AddrPort
@@ -253,6 +259,7 @@ type connState struct {
 	reqPending bool // the last HTTP message was a request without a final response yet
 	Flipped    bool // roles were swapped from "first sender is the client" (Zeek's ^)
 	Evicted    bool // released because the table was full, not because it ended
+	endsAgain  bool // bothEnded with closedAt 0 (an end at time 0): the next packet ends c again
 	// ID is the number of the connection's first packet (as given to
 	// Tracker.Add): unique in a capture, in order of first packet, and the
 	// same however the capture is split between trackers.

@@ -64,12 +64,13 @@ func (k *key) same(o *key) bool {
 	return k.alo == o.alo && k.pa == o.pa && k.pb == o.pb && k.blo == o.blo && k.ahi == o.ahi && k.bhi == o.bhi
 }
 
-// self reports whether both ends of k are the same address and port (a
-// socket connected to itself): the key's orientation then says nothing
-// about a packet's direction.
-func (k *key) self() bool {
-	return k.alo == k.blo && k.ahi == k.bhi && k.pa == k.pb
-}
+// cacheBits gives the number of slots of the direct-mapped cache in front
+// of the table: packets of a few hundred busy connections interleave, and
+// a slot compare is cheaper than a map probe.
+const (
+	cacheBits = 10
+	cacheSize = 1 << cacheBits
+)
 
 // set makes k the key of p's 4-tuple and reports whether src is the key's
 // a side. It fills k in place: a key returned by value was copied with
@@ -87,18 +88,19 @@ func (k *key) set(p *decode.Parsed) bool {
 	return srcFirst
 }
 
-// cacheSize is the number of slots of the direct-mapped cache in front of
-// the table: packets of a few hundred busy connections interleave, and a
-// slot compare is cheaper than a map probe.
-const cacheSize = 1024
-
-// slot picks a cache slot from the ports and the low address bits, and
-// returns the whole product as the slot's tag.
+// slot picks k's cache slot and returns its tag (see cacheTag).
 func (k *key) slot() (int, uint64) {
-	h := uint64(k.pa)<<16 | uint64(k.pb)
-	h ^= k.alo ^ k.blo<<7
-	h *= 0x9e3779b97f4a7c15
-	return int(h >> (64 - 10)), h
+	h := cacheTag(k.alo, k.blo, k.pa, k.pb)
+	return int(h >> (64 - cacheBits)), h
+}
+
+// cacheTag hashes the ports and the low address bits of a 4-tuple, the
+// same whichever end is given first (sums): its top cacheBits bits pick
+// the slot, and all of it is the slot's tag. It is not seeded: input made
+// to collide in the cache only sends its packets to the table.
+func cacheTag(alo, blo uint64, pa, pb uint16) uint64 {
+	h := (alo + blo) ^ (uint64(pa)+uint64(pb))<<40
+	return h * 0x9e3779b97f4a7c15
 }
 
 // cacheSlot is a cache entry: the tag spares a look at a connection that is
@@ -168,6 +170,94 @@ func (t *Tracker) Add(p *decode.Parsed, num uint64, ts int64) *Conn {
 		t.sweep()
 		t.nextSweep = t.now + 1e9
 	}
+	// A cache hit is found from the packet's fields as they are: the tag
+	// does not depend on the direction, and the cached connection's key is
+	// compared with the packet's source and destination both ways round.
+	// Sorting them into a key first (and storing it) was 35 of the 130
+	// instructions of a hit.
+	shi, slo := p.SrcWords[0], p.SrcWords[1]
+	dhi, dlo := p.DstWords[0], p.DstWords[1]
+	sp, dp := p.SrcPort, p.DstPort
+	tag := cacheTag(slo, dlo, sp, dp)
+	cs := &t.cache[tag>>(64-cacheBits)]
+	c := cs.c
+	// Calls that return what Add returns: the hit path keeps no value
+	// across them (the compiler saved four of them on every packet for a
+	// lookup call here).
+	if cs.tag != tag || c == nil {
+		return t.addMiss(p, num, ts)
+	}
+	// The key's a side is the smaller end (see key): the source when the
+	// packet matches the key as it is; Ep[0] is the a side iff clientIsA.
+	var dir Dir
+	switch k := &c.key; {
+	case k.pa == sp && k.pb == dp && k.alo == slo && k.blo == dlo && k.ahi == shi && k.bhi == dhi:
+		if !c.clientIsA {
+			dir = FromServer
+		}
+		if sp == dp && selfKey(p) {
+			dir = c.dirOf(p, true, true)
+		}
+	case k.pa == dp && k.pb == sp && k.alo == dlo && k.blo == slo && k.ahi == dhi && k.bhi == shi:
+		if c.clientIsA {
+			dir = FromServer
+		}
+	default:
+		return t.addMiss(p, num, ts)
+	}
+	if c.closedAt != 0 || c.Ep[FromClient].State == SynSent {
+		// Ended, or an attempt: it may have expired, or a SYN start a new
+		// connection. (A cached connection is never done: finish takes it
+		// out of the cache.)
+		return t.addRecheck(c, p, tag, num, ts)
+	}
+	// c.add, inlined by hand (it is too big for the compiler to).
+	if ep, peer := c.ends(dir); plain(p, ep) {
+		c.addPlain(p, ep, peer, dir, num, ts, t)
+	} else {
+		c.addAny(p, ep, peer, dir, num, ts, t)
+	}
+	return c
+}
+
+// addMiss is Add for a packet the cache did not answer.
+func (t *Tracker) addMiss(p *decode.Parsed, num uint64, ts int64) *Conn {
+	c, srcIsA := t.lookup(p, num, ts)
+	c.add(p, c.dirOf(p, srcIsA, selfKey(p)), num, ts, t)
+	return c
+}
+
+// addRecheck is Add for a packet the cache found the connection c of,
+// when c has ended or is an attempt: lookup's checks, without the look.
+func (t *Tracker) addRecheck(c *Conn, p *decode.Parsed, tag, num uint64, ts int64) *Conn {
+	var k key
+	srcIsA := k.set(p)
+	expired := c.expired(ts, t.cfg.Linger)
+	if expired || c.closedAt != 0 && p.Flags&(decode.SYN|decode.ACK|decode.RST) == decode.SYN {
+		// As in lookup. c's hash is the key's.
+		h := c.hash
+		t.finish(c)
+		if !expired {
+			t.stats.Reused++
+		}
+		c = t.newConn(k, h, srcIsA, p, num, ts)
+		t.cache[tag>>(64-cacheBits)] = cacheSlot{tag, c}
+	}
+	c.add(p, c.dirOf(p, srcIsA, selfKey(p)), num, ts, t)
+	return c
+}
+
+// selfKey reports whether both ends of p are the same address and port (a
+// socket connected to itself): the key's orientation then says nothing
+// about the direction.
+func selfKey(p *decode.Parsed) bool {
+	return p.SrcPort == p.DstPort && p.SrcWords == p.DstWords
+}
+
+// lookup returns the connection of packet p when the cache did not
+// answer, and whether p's source is its key's a side: from the cache, the
+// table or new, as expiry and the reuse of a 4-tuple have it.
+func (t *Tracker) lookup(p *decode.Parsed, num uint64, ts int64) (*Conn, bool) {
 	var k key
 	srcIsA := k.set(p)
 	slot, tag := k.slot()
@@ -196,8 +286,7 @@ func (t *Tracker) Add(p *decode.Parsed, num uint64, ts int64) *Conn {
 		c = t.newConn(k, h, srcIsA, p, num, ts)
 	}
 	*cs = cacheSlot{tag, c}
-	c.add(p, c.dirOf(p, srcIsA), num, ts, t)
-	return c
+	return c, srcIsA
 }
 
 // attemptTimeout is Zeek's tcp_attempt_delay: a SYN unanswered this long
@@ -216,9 +305,9 @@ func (c *Conn) expired(ts, linger int64) bool {
 }
 
 // dirOf returns the direction of p, whose source is the key's a side iff
-// srcIsA.
-func (c *Conn) dirOf(p *decode.Parsed, srcIsA bool) Dir {
-	if c.key.self() {
+// srcIsA, and whose two ends are the same (self, see selfKey) or not.
+func (c *Conn) dirOf(p *decode.Parsed, srcIsA, self bool) Dir {
+	if self {
 		if p.SrcPort == c.Ep[0].Addr.Port() && p.Src == c.Ep[0].Addr.Addr() {
 			return FromClient
 		}
@@ -253,6 +342,7 @@ func (t *Tracker) newConn(k key, h uint64, srcIsA bool, p *decode.Parsed, num ui
 	dst := netip.AddrPortFrom(p.Dst, p.DstPort)
 	c.Ep[0].Addr, c.Ep[1].Addr = src, dst
 	c.Ep[0].WScale, c.Ep[1].WScale = -1, -1
+	c.Ep[0].winMul, c.Ep[1].winMul = 1, 1
 	// Zeek's WantConnection: a connection that starts without a plain SYN
 	// is partial; guess the server from the ports.
 	if p.Flags&(decode.SYN|decode.ACK) == decode.SYN|decode.ACK {
