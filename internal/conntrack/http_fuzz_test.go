@@ -1,6 +1,7 @@
 package conntrack
 
 import (
+	"encoding/binary"
 	"strings"
 	"testing"
 )
@@ -106,6 +107,9 @@ var sniffSeeds = []string{
 	"POST / HTTP/1.1\r\n\r\n",
 	"POST / HTTP/1.1\n\nbody",
 	"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\n",
+	"HTTP/1.1 200 \x00OK\r\nServer: nginx/1.22.1\r\n\r\n", // the key of "OK", 3 bytes long
+	"HTTP/1.1 200 OK\r\nHTTP/1.1 200 \x00OK\r\n",
+	"HTTP/1.1 200 OK\r\nConnection:abc:close\r\nKeep-Alive:tim:timeout=9\r\n\r\n", // a ':' at 10 and 14
 }
 
 func FuzzSniffHTTP(f *testing.F) {
@@ -160,5 +164,14 @@ func TestSniffHTTPNoAllocs(t *testing.T) {
 	}
 	if n := testing.AllocsPerRun(100, sniff); n != 0 {
 		t.Errorf("%v allocations a run", n)
+	}
+}
+
+// keyOK is the key shortKeyOf gives "OK" (which quickFirstLine returns
+// without computing it).
+func TestKeyOK(t *testing.T) {
+	p := []byte(" OK\r\nServer")
+	if k := shortKeyOf(binary.LittleEndian.Uint64(p), 2); k != keyOK {
+		t.Errorf("shortKeyOf(\"OK\") = %#x, keyOK %#x", k, uint64(keyOK))
 	}
 }
