@@ -106,20 +106,17 @@ func (r *Reader) pcapRun(fs []source.Frame) int {
 	buf := r.buf[r.pos:r.end]
 	lt, big, nano := r.pcap.linkType, r.pcap.big, r.pcap.nano
 	maxCaplen, snaplen := uint32(r.pcap.maxCaplen), r.pcap.snaplen
-	over, p, n := 0, 0, 0
-	for ; n < len(fs); n++ {
-		if len(buf)-p < pcapRecordHeaderLen {
-			break
-		}
-		h := buf[p : p+pcapRecordHeaderLen]
+	off := r.off
+	over, n := 0, 0
+	for ; n < len(fs) && len(buf) >= pcapRecordHeaderLen; n++ {
 		var sec, frac, caplen, orig uint32
 		if big {
-			sec, frac, caplen, orig = be32(h), be32(h[4:]), be32(h[8:]), be32(h[12:])
+			sec, frac, caplen, orig = be32(buf), be32(buf[4:]), be32(buf[8:]), be32(buf[12:])
 		} else {
-			sec, frac, caplen, orig = le32(h), le32(h[4:]), le32(h[8:]), le32(h[12:])
+			sec, frac, caplen, orig = le32(buf), le32(buf[4:]), le32(buf[8:]), le32(buf[12:])
 		}
 		need := pcapRecordHeaderLen + int(caplen)
-		if caplen > maxCaplen || len(buf)-p < need {
+		if caplen > maxCaplen || len(buf) < need {
 			break
 		}
 		if int(caplen) > snaplen && snaplen > 0 {
@@ -136,15 +133,16 @@ func (r *Reader) pcapRun(fs []source.Frame) int {
 		f.LinkType = lt
 		f.Interface = 0
 		f.OrigLen = int(max(orig, caplen))
-		f.Data = buf[p+pcapRecordHeaderLen : p+need : p+need]
+		f.Data = buf[pcapRecordHeaderLen:need:need]
 		if f.Comment != "" {
 			f.Comment = ""
 		}
-		f.Offset = r.off + int64(p)
-		p += need
+		f.Offset = off
+		off += int64(need)
+		buf = buf[need:]
 	}
 	r.pcap.overSnaplen += over
-	r.consume(p)
+	r.consume(int(off - r.off))
 	r.record += n
 	return n
 }
