@@ -29,7 +29,7 @@ func eachFrame(b *testing.B, path string, fn func(f *source.Frame, num uint64)) 
 		b.Fatal(err)
 	}
 	defer rd.Close()
-	err = readAll(rd, nil, func(fs []source.Frame, first uint64) {
+	err = readAll(rd, readBatchOne, nil, func(fs []source.Frame, first uint64) {
 		for i := range fs {
 			fn(&fs[i], first+uint64(i))
 		}

@@ -189,7 +189,7 @@ func runSharded(src source.Source, fault func(any) error, opt Options, n int) ([
 	}
 
 	d := &dealer{rd: rd, shards: shards, out: out, progress: opt.Progress}
-	rerr := readAll(src, fault, d.deal)
+	rerr := readAll(src, readBatchShard, fault, d.deal)
 	for _, sh := range shards {
 		sh.cur.now = rd.now
 		out.send(sh.cur)

@@ -292,8 +292,8 @@ func (r *Reader) Next(f *source.Frame) error {
 // be refilled, which would move the bytes under the frames it returned.
 //
 // For classic pcap it takes the records already buffered (a whole mapped
-// file, or a read buffer's worth) in one loop: on the bench capture that
-// is about 45 instructions a frame against 120 for Next.
+// file, or a read buffer's worth) in one loop: on the bench capture about
+// 80 instructions a frame, against 120 through Next (callgrind).
 func (r *Reader) NextBatch(fs []source.Frame) (int, error) {
 	if r.err != nil {
 		return 0, r.err
