@@ -1,11 +1,15 @@
 package conntrack
 
-import "unsafe"
+import (
+	"unsafe"
+
+	"github.com/rstscope/rstscope/internal/hugepage"
+)
 
 // Connections are allocated in slabs, not one by one: a slab of thousands
 // of Conns is one object of several MB, which the kernel can back with
 // transparent huge pages (2 MiB) where they are offered on request (the
-// common "madvise" setting; adviseHuge). A busy capture touches its
+// common "madvise" setting; hugepage.Advise). A busy capture touches its
 // lingering connections in no order, each on lines of its own, and with
 // 4 KiB pages nearly every such touch also missed the TLB: on the bench
 // capture these slabs took two goroutines from 0.783 to 0.762 s and one
@@ -32,24 +36,9 @@ func (s *connSlab) get() *Conn {
 		s.size = min(max(8*s.size, firstSlab), maxSlab) // 64, 512, 4096, 8192, ...
 		s.conns = make([]Conn, s.size)
 		s.next = 0
-		adviseHuge(unsafe.Pointer(unsafe.SliceData(s.conns)), uintptr(len(s.conns))*unsafe.Sizeof(Conn{}))
+		hugepage.Advise(unsafe.Pointer(unsafe.SliceData(s.conns)), uintptr(len(s.conns))*unsafe.Sizeof(Conn{}))
 	}
 	c := &s.conns[s.next]
 	s.next++
 	return c
-}
-
-// hugePage is the size of a transparent huge page on x86-64 and arm64
-// with 4 KiB base pages.
-const hugePage = 2 << 20
-
-// hugeRange returns the part of [p, p+n) made of whole huge pages, as an
-// offset from p and a length (0 if there is none).
-func hugeRange(p, n uintptr) (off, size uintptr) {
-	lo := (p + hugePage - 1) &^ (hugePage - 1)
-	hi := (p + n) &^ (hugePage - 1)
-	if hi <= lo {
-		return 0, 0
-	}
-	return lo - p, hi - lo
 }

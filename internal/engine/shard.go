@@ -7,6 +7,7 @@ import (
 	"github.com/rstscope/rstscope/internal/conntrack"
 	"github.com/rstscope/rstscope/internal/decode"
 	"github.com/rstscope/rstscope/internal/diagnose"
+	"github.com/rstscope/rstscope/internal/hugepage"
 	"github.com/rstscope/rstscope/internal/source"
 )
 
@@ -78,9 +79,9 @@ type shardBatch struct {
 	done  chan struct{} // tracked
 }
 
-// add copies a frame's bytes into the arena, growing it for a frame
-// longer than the room left (more than 64 KiB, since a batch is sent once
-// shardArenaLen bytes are filled). A fixed arena and a count spare append
+// add copies a frame's bytes into the arena, growing it (apart from the
+// others) for a frame longer than the room left (more than 64 KiB, since a
+// batch is sent once shardArenaLen bytes are filled). A fixed arena and a count spare append
 // its write of the slice header (and its write barrier) on every frame.
 func (b *shardBatch) add(data []byte) {
 	if len(b.arena)-b.used < len(data) {
@@ -97,6 +98,27 @@ type shard struct {
 	in   chan *shardBatch
 	free []*shardBatch // tracked and written out: the reader's to fill
 	cur  *shardBatch
+}
+
+// arenaCap is the room of a batch's arena: a batch is sent once
+// shardArenaLen bytes are filled, so a frame of up to 64 KiB always fits.
+const arenaCap = shardArenaLen + 64<<10
+
+// newShard makes a shard tracking into pl with batches batches to fill.
+// Their arenas are one allocation, advised to the kernel for transparent
+// huge pages (hugepage.Alloc): the reader writes and the shard reads
+// 3.8 MB of them over and over (12 batches), 960 pages of 4 KiB that
+// missed the TLB. On the bench capture, medians of alternating runs in
+// small and in huge pages: 0.645 against 0.61 s (8 runs each), then 0.58
+// against 0.575 s (12 runs each), for 2-3 MB more at the peak.
+func newShard(pl *Pipeline, batches int) *shard {
+	sh := &shard{pl: pl, in: make(chan *shardBatch, batches)}
+	arenas := hugepage.Alloc(batches * arenaCap)
+	for j := 0; j < batches; j++ {
+		a := arenas[j*arenaCap : (j+1)*arenaCap : (j+1)*arenaCap]
+		sh.free = append(sh.free, &shardBatch{sh: sh, done: make(chan struct{}, 1), arena: a})
+	}
+	return sh
 }
 
 // sent is the reader's queue of batches handed to shards, oldest first:
@@ -175,10 +197,7 @@ func runSharded(src source.Source, fault func(any) error, opt Options, n int) ([
 		so := opt
 		so.Track.MaxConns = perShard
 		so.Progress = nil
-		sh := &shard{pl: NewPipeline(so), in: make(chan *shardBatch, batches)}
-		for j := 0; j < batches; j++ {
-			sh.free = append(sh.free, &shardBatch{sh: sh, done: make(chan struct{}, 1), arena: make([]byte, shardArenaLen+64<<10)})
-		}
+		sh := newShard(NewPipeline(so), batches)
 		sh.cur = out.take(sh)
 		shards[i] = sh
 		wg.Add(1)

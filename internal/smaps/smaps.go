@@ -8,8 +8,11 @@ import (
 	"bufio"
 	"fmt"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
+
+	"github.com/rstscope/rstscope/internal/hugepage"
 )
 
 // Field returns the value of the field name ("Rss", "THPeligible", ...)
@@ -49,4 +52,28 @@ func KB(addr uintptr, name string) (int, error) {
 		return 0, err
 	}
 	return strconv.Atoi(strings.TrimSuffix(v, " kB"))
+}
+
+// HugeEligible reports whether the kernel may back the first whole huge
+// page within [p, p+n) with a transparent huge page ("THPeligible: 1"),
+// for a test of memory the code advised. skip, when not empty, says why
+// the answer means nothing here (not Linux, huge pages switched off, no
+// smaps to read, no whole huge page in the range), for the test to skip
+// or fail with.
+func HugeEligible(p, n uintptr) (eligible bool, skip string) {
+	if runtime.GOOS != "linux" {
+		return false, "MADV_HUGEPAGE is Linux's"
+	}
+	if b, err := os.ReadFile("/sys/kernel/mm/transparent_hugepage/enabled"); err != nil || strings.Contains(string(b), "[never]") {
+		return false, fmt.Sprintf("transparent huge pages are off here (%q, %v)", b, err)
+	}
+	off, size := hugepage.Range(p, n)
+	if size == 0 {
+		return false, "the range holds no whole huge page"
+	}
+	v, err := Field(p+off, "THPeligible")
+	if err != nil {
+		return false, fmt.Sprintf("cannot read /proc/self/smaps: %v", err)
+	}
+	return v == "1", ""
 }
