@@ -170,24 +170,19 @@ func (pl *Pipeline) countFrame(f *source.Frame) {
 	st.Frames++
 	st.Bytes += uint64(len(f.Data))
 	if f.LinkType != pl.lastLT || pl.ltCount == 0 {
-		pl.newLT(f.LinkType)
+		pl.flushLT()
+		pl.lastLT = f.LinkType
 	}
 	pl.ltCount++
-	ts := f.Timestamp
-	if st.First == 0 || ts < st.First {
-		st.First = ts
+	if st.First == 0 || f.Timestamp < st.First {
+		st.First = f.Timestamp
 	}
-	st.Last = max(st.Last, ts)
-	pl.now = max(pl.now, ts)
-}
-
-// newLT starts counting frames of link type lt (countFrame's rare case,
-// kept out of it so that it is inlined).
-//
-//go:noinline
-func (pl *Pipeline) newLT(lt uint32) {
-	pl.flushLT()
-	pl.lastLT = lt
+	if f.Timestamp > st.Last {
+		st.Last = f.Timestamp
+	}
+	if f.Timestamp > pl.now {
+		pl.now = f.Timestamp
+	}
 }
 
 // track counts frame number num, decoded into p, by what it turned out to

@@ -81,8 +81,9 @@ type shardBatch struct {
 
 // add copies a frame's bytes into the arena, growing it (apart from the
 // others) for a frame longer than the room left (more than 64 KiB, since a
-// batch is sent once shardArenaLen bytes are filled). A fixed arena and a count spare append
-// its write of the slice header (and its write barrier) on every frame.
+// batch is sent once shardArenaLen bytes are filled). A fixed arena and a
+// count spare append's write of the slice header (and its write barrier)
+// on every frame.
 func (b *shardBatch) add(data []byte) {
 	if len(b.arena)-b.used < len(data) {
 		b.arena = append(b.arena[:b.used], data...)
