@@ -284,9 +284,10 @@ func (r *Reader) Next(f *source.Frame) error {
 	return err
 }
 
-// NextBatch fills fs with the next frames, as as many calls to Next would,
-// and returns how many: at least one, or none and the error Next would
-// have returned (io.EOF at the end; sticky, like Next's). The frames are
+// NextBatch fills fs with the next frames, as that many calls to Next
+// would, and returns how many: at least one (for a non-empty fs), or none
+// and the error Next would have returned (io.EOF at the end; sticky, like
+// Next's). The frames are
 // valid until the next call to NextBatch or Next. It may return fewer than
 // len(fs) frames before the end: it stops where the buffer would have to
 // be refilled, which would move the bytes under the frames it returned.
