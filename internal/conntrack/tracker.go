@@ -234,14 +234,7 @@ func (t *Tracker) addMiss(p *decode.Parsed, num uint64, ts int64) *Conn {
 func (t *Tracker) addRecheck(c *Conn, p *decode.Parsed, tag, num uint64, ts int64) *Conn {
 	var k key
 	srcIsA := k.set(p)
-	expired := c.expired(ts, t.cfg.Linger)
-	if expired || c.closedAt != 0 && p.Flags&(decode.SYN|decode.ACK|decode.RST) == decode.SYN {
-		// As in lookup. c's hash is the key's.
-		h := c.hash
-		t.finish(c)
-		if !expired {
-			t.stats.Reused++
-		}
+	if h := c.hash; t.supersede(c, p, ts) { // c's hash is the key's
 		c = t.newConn(k, h, srcIsA, p, num, ts)
 		t.cache[tag>>(64-cacheBits)] = cacheSlot{tag, c}
 	}
@@ -270,15 +263,7 @@ func (t *Tracker) lookup(p *decode.Parsed, num uint64, ts int64) (*Conn, bool) {
 		h = t.table.hash(&k)
 		c = t.table.find(&k, h)
 	}
-	if c != nil && c.expired(ts, t.cfg.Linger) {
-		t.finish(c)
-		c = nil
-	}
-	if c != nil && c.closedAt != 0 && p.Flags&(decode.SYN|decode.ACK|decode.RST) == decode.SYN {
-		// A new SYN on an ended 4-tuple starts a new connection (Zeek
-		// does the same: a client retrying after RST is a new attempt).
-		t.finish(c)
-		t.stats.Reused++
+	if c != nil && t.supersede(c, p, ts) {
 		c = nil
 	}
 	if c == nil {
@@ -289,6 +274,23 @@ func (t *Tracker) lookup(p *decode.Parsed, num uint64, ts int64) (*Conn, bool) {
 	}
 	*cs = cacheSlot{tag, c}
 	return c, srcIsA
+}
+
+// supersede finishes c, the connection on packet p's 4-tuple, if p no
+// longer belongs to it, and reports whether it did: c lingered or waited
+// long enough (expired), or p is a new SYN on c's ended 4-tuple, which
+// starts a new connection (Zeek does the same: a client retrying after
+// RST is a new attempt; counted in Stats.Reused).
+func (t *Tracker) supersede(c *Conn, p *decode.Parsed, ts int64) bool {
+	switch {
+	case c.expired(ts, t.cfg.Linger):
+	case c.closedAt != 0 && p.Flags&(decode.SYN|decode.ACK|decode.RST) == decode.SYN:
+		t.stats.Reused++
+	default:
+		return false
+	}
+	t.finish(c)
+	return true
 }
 
 // attemptTimeout is Zeek's tcp_attempt_delay: a SYN unanswered this long

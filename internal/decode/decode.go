@@ -105,11 +105,7 @@ func (p *Parsed) Decode(linkType uint32, data []byte) {
 	}
 	// A fixed-size view: its reads need no bounds checks.
 	h := (*[etherIPv4TCPSize]byte)(data)
-	// Two words test four fields: bytes 12-14 are 08 00 45 (ethertype
-	// IPv4, version 4, a 20-byte header), and bytes 20-23 give fragment
-	// offset 0 and protocol 6 (TCP); the flag bits and TTL may be anything.
-	if binary.LittleEndian.Uint32(h[12:])&0x00ffffff != 0x00450008 ||
-		binary.LittleEndian.Uint32(h[20:])&0xff00ff1f != 0x06000000 {
+	if !plainIPv4TCP(h[:]) {
 		p.decodeAny(linkType, data)
 		return
 	}
@@ -192,6 +188,17 @@ func (p *Parsed) Decode(linkType uint32, data []byte) {
 	p.Seq, p.Ack = uint32(seqAck), uint32(seqAck>>32)
 	p.Flags = Flags(h[47])
 	p.Window = binary.BigEndian.Uint16(h[48:])
+}
+
+// plainIPv4TCP reports whether data, an Ethernet frame of at least 24
+// bytes, is the frame the fast paths of Decode and PeekFlow take: untagged
+// IPv4 with a 20-byte header, not a fragment, carrying TCP. Two words test
+// four fields: bytes 12-14 are 08 00 45 (ethertype IPv4, version 4, a
+// 20-byte header), and bytes 20-23 give fragment offset 0 and protocol 6;
+// the flag bits and TTL may be anything.
+func plainIPv4TCP(data []byte) bool {
+	return binary.LittleEndian.Uint32(data[12:])&0x00ffffff == 0x00450008 &&
+		binary.LittleEndian.Uint32(data[20:])&0xff00ff1f == 0x06000000
 }
 
 // etherIPv4TCPSize is the shortest frame Decode's fast path decodes:

@@ -269,9 +269,21 @@ func (r *Reader) Next(f *source.Frame) error {
 	if r.err != nil {
 		return r.err
 	}
+	r.release()
+	return r.next(f)
+}
+
+// release gives back the mapped input behind the frames returned so far,
+// once there is a dropStep of it: those frames are no longer valid.
+func (r *Reader) release() {
 	if m := &r.mapped; m.data != nil && r.off-m.dropped >= dropStep {
-		r.drop(r.off) // the frames before are no longer valid
+		r.drop(r.off)
 	}
+}
+
+// next reads one frame of either format into f; an error is kept, for
+// every later call to return.
+func (r *Reader) next(f *source.Frame) error {
 	var err error
 	if r.ng {
 		err = r.nextPcapng(f)
@@ -302,22 +314,13 @@ func (r *Reader) NextBatch(fs []source.Frame) (int, error) {
 	if len(fs) == 0 {
 		return 0, nil
 	}
-	if m := &r.mapped; m.data != nil && r.off-m.dropped >= dropStep {
-		r.drop(r.off) // the frames before are no longer valid
-	}
+	r.release()
 	if !r.ng {
 		if n := r.pcapRun(fs); n > 0 {
 			return n, nil
 		}
 	}
-	var err error
-	if r.ng {
-		err = r.nextPcapng(&fs[0])
-	} else {
-		err = r.nextPcap(&fs[0])
-	}
-	if err != nil {
-		r.err = err
+	if err := r.next(&fs[0]); err != nil {
 		return 0, err
 	}
 	return 1, nil
