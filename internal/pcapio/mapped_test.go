@@ -227,3 +227,37 @@ func TestMappedFault(t *testing.T) {
 		t.Error("Fault claims a panic that is not a fault in the mapping")
 	}
 }
+
+// NextBatch prefetches a mapped input ahead of the reader (fetchAhead):
+// never past the mapping's end, in whole lines, and up to about
+// fetchAhead bytes ahead of where each call started.
+func TestFetchAheadStaysInMapping(t *testing.T) {
+	data := bigCapture(1 << 20)
+	rd, err := newMapped(data, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rd.Close()
+	fs := make([]source.Frame, 8)
+	calls := 0
+	for {
+		off := rd.off
+		n, err := rd.NextBatch(fs)
+		if n == 0 {
+			if err == nil {
+				t.Fatal("no frames and no error")
+			}
+			break
+		}
+		calls++
+		m := &rd.mapped
+		lag := int64(8*64 + 64) // a fetch waits for 8 lines; alignment
+		want := min(off+fetchAhead, int64(len(data))) - lag
+		if m.fetched > int64(len(data)) || m.fetched%64 != 0 || m.fetched < want {
+			t.Fatalf("call %d at offset %d: prefetched up to %d, want a line boundary in [%d, %d]", calls, off, m.fetched, want, len(data))
+		}
+	}
+	if m := &rd.mapped; calls < 100 || m.fetched < int64(len(data))-2*64 {
+		t.Fatalf("%d calls; prefetched up to %d of %d bytes", calls, m.fetched, len(data))
+	}
+}

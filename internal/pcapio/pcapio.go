@@ -315,6 +315,9 @@ func (r *Reader) NextBatch(fs []source.Frame) (int, error) {
 		return 0, nil
 	}
 	r.release()
+	if r.mapped.data != nil {
+		r.fetchAhead()
+	}
 	if !r.ng {
 		if n := r.pcapRun(fs); n > 0 {
 			return n, nil

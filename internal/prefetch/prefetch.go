@@ -1,0 +1,18 @@
+// Package prefetch asks the CPU to start loading memory that will be read
+// soon, without waiting for it.
+//
+// Go has no prefetch in its standard library (the runtime's is internal),
+// and a plain load is no substitute: the load must finish before the
+// instructions after it retire, so a cold line stalls the core for its
+// whole latency once the reorder buffer fills. A prefetch instruction
+// retires at once and the line arrives in the background. The tracker uses
+// it a few packets ahead, for the connection a SYN will end (see
+// conntrack.Tracker.Prefetch): that memory was last touched a second or
+// more before, and is out of the core's caches.
+//
+// On amd64 and arm64 Lines is a few instructions of assembly; elsewhere it
+// does nothing. A prefetch never faults, so any address may be given.
+package prefetch
+
+// LineSize is the cache line size Lines steps by.
+const LineSize = 64
