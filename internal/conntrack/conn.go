@@ -265,8 +265,11 @@ type connState struct {
 	// same however the capture is split between trackers.
 	ID    uint64
 	Notes []Note
-	_     [connPad]byte
-	Ep    [2]Endpoint
+	// histBuf holds history while it is short: a connection's own
+	// memory, not an allocation of its own on another line.
+	histBuf [16]byte
+	_       [connPad - 16]byte
+	Ep      [2]Endpoint
 }
 
 // connPad puts Ep on a cache line.

@@ -331,12 +331,12 @@ func (t *Tracker) newConn(k key, h uint64, srcIsA bool, p *decode.Parsed, num ui
 	if n := len(t.free); n > 0 {
 		c = t.free[n-1]
 		t.free = t.free[:n-1]
-		hi, no := c.history[:0], c.Notes[:0]
-		c.connState = connState{history: hi, Notes: no}
+		no := c.Notes[:0]
+		c.connState = connState{Notes: no}
 	} else {
 		c = t.slab.get()
-		c.history = make([]byte, 0, 16)
 	}
+	c.history = c.histBuf[:0]
 	t.stats.Conns++
 	c.ID = num
 	c.key, c.hash = k, h
