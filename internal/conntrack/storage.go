@@ -1,5 +1,11 @@
 package conntrack
 
+import (
+	"unsafe"
+
+	"github.com/rstscope/rstscope/internal/prefetch"
+)
+
 // storage is what a tracker reuses from one connection to the next: the
 // slices that hold the packet records past a Conn's own and HTTP
 // messages, by capacity, and the string interner. Handing a finished
@@ -27,6 +33,7 @@ func (st *storage) getRecs() []record {
 	if n := len(st.recs); n > 0 {
 		s := st.recs[n-1]
 		st.recs = st.recs[:n-1]
+		prefetchRecs(s)
 		return s
 	}
 	return make([]record, moreRecs)
@@ -50,6 +57,7 @@ func (st *storage) growHTTP(old []HTTPMsg) []HTTPMsg {
 	if free := st.http[class]; len(free) > 0 {
 		nw = free[len(free)-1][:0]
 		st.http[class] = free[:len(free)-1]
+		prefetchHTTP(nw[:cap(nw)])
 	} else {
 		nw = make([]HTTPMsg, 0, httpCaps[class])
 	}
@@ -69,4 +77,20 @@ func (st *storage) putHTTP(s []HTTPMsg) {
 			return
 		}
 	}
+}
+
+// prefetchRecs and prefetchHTTP start loading the lines of s (see
+// prefetch.Lines). A slice taken from the storage was last written when
+// the connection before lingered, a second or more ago on a busy host; it
+// is written again one record or message at a time as packets come, and
+// each of those writes waited for its line. Loaded ahead when the slice is
+// taken (and when it is put back: warm), on the bench capture: two
+// goroutines 0.67 -> 0.65 s, user time 1.11 -> 1.07 s (medians of 16
+// alternating runs).
+func prefetchRecs(s []record) {
+	prefetch.Bytes(unsafe.Pointer(unsafe.SliceData(s)), uintptr(len(s))*unsafe.Sizeof(record{}))
+}
+
+func prefetchHTTP(s []HTTPMsg) {
+	prefetch.Bytes(unsafe.Pointer(unsafe.SliceData(s)), uintptr(len(s))*unsafe.Sizeof(HTTPMsg{}))
 }

@@ -531,6 +531,11 @@ func warm(c *Conn) uint64 {
 	for i := range c.http {
 		s += c.http[i].Pkt
 	}
+	// What finishing does not read but the storage hands out again soon
+	// (putHTTP clears the messages): loaded without waiting. Alternating
+	// runs, medians of 12: two goroutines 0.66 -> 0.64 s.
+	prefetchRecs(c.more)
+	prefetchHTTP(c.http)
 	return s
 }
 

@@ -68,10 +68,15 @@ type shardFrame struct {
 // shardBatch carries frames to a shard, copied into arena, since a
 // source's frame is only valid until its next frame.
 type shardBatch struct {
-	n     int
-	now   int64 // capture time reached by the reader when it was sent
-	fr    [shardBatchLen]shardFrame
+	n   int
+	now int64 // capture time reached by the reader when it was sent
+	fr  [shardBatchLen]shardFrame
+	// note holds the frames' comments, read and cleared only when notes
+	// (the frames with one) is not 0: nearly no batch has any, and the
+	// per-frame read of a 16-byte slot and the clear of 32 KiB after each
+	// batch cost about 1% (0.64 -> 0.63 s, 10 alternating runs).
 	note  [shardBatchLen]string
+	notes int
 	arena []byte // len(arena) is the capacity: used is how much is filled
 	used  int
 	sh    *shard
@@ -268,6 +273,7 @@ func (d *dealer) deal(fs []source.Frame, first uint64) {
 		b.fr[b.n] = shardFrame{ts: f.Timestamp, num: first + uint64(i), end: uint32(b.used), lt: f.LinkType}
 		if f.Comment != "" { // the slots are cleared once tracked
 			b.note[b.n] = f.Comment
+			b.notes++
 		}
 		b.n++
 		if b.n == shardBatchLen || b.used >= shardArenaLen {
@@ -305,14 +311,21 @@ func (sh *shard) work() {
 			fr := &b.fr[i]
 			p.Decode(fr.lt, b.arena[start:fr.end:fr.end])
 			start = fr.end
-			pl.track(&p, fr.num, fr.ts, b.note[i])
+			note := ""
+			if b.notes > 0 {
+				note = b.note[i]
+			}
+			pl.track(&p, fr.num, fr.ts, note)
 		}
 		// The reader's clock, not only this shard's packets, moves time on.
 		if b.now > pl.now {
 			pl.now = b.now
 		}
 		pl.advanceShard()
-		clear(b.note[:b.n])
+		if b.notes > 0 {
+			clear(b.note[:b.n])
+			b.notes = 0
+		}
 		b.n, b.used = 0, 0
 		pl.rows = nil
 		b.done <- struct{}{}

@@ -346,3 +346,67 @@ func TestShardedSameAsSequentialRandom(t *testing.T) {
 		}
 	}
 }
+
+// withComments rewrites a classic pcap capture as pcapng with a packet
+// comment on every seventh frame (as rstscope's own captures carry the
+// kernel's reset reasons), numbered so that a note lost or misplaced shows.
+func withComments(t *testing.T, data []byte) []byte {
+	t.Helper()
+	rd, err := pcapio.NewReader(bytes.NewReader(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	w, err := pcapio.NewNgWriter(&out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	iface, err := w.AddInterface(source.LinkEthernet, 65535, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var f source.Frame
+	for n := 1; rd.Next(&f) == nil; n++ {
+		f.Comment = ""
+		if n%7 == 0 {
+			f.Comment = fmt.Sprintf("note %d", n)
+		}
+		if err := w.WritePacket(iface, &f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	return out.Bytes()
+}
+
+// Packet comments reach the connection of their packet in a sharded run
+// as on one goroutine (a batch passes them on only when it holds some).
+func TestShardedComments(t *testing.T) {
+	data := withComments(t, mixedCapture(2000))
+	rows := func(workers int) (string, Stats) {
+		var out bytes.Buffer
+		row := func(b []byte, c *conntrack.Conn) []byte {
+			b = fmt.Appendf(b, "%d", c.ID)
+			for _, n := range c.Notes {
+				b = fmt.Appendf(b, " %d:%s", n.Pkt, n.Text)
+			}
+			return append(b, '\n')
+		}
+		_, st, err := Run(openAs(t, data, "stream"), Options{Workers: workers, Row: row, RowsTo: &out})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return sortedLines(out.String()), st
+	}
+	one, st := rows(1)
+	if st.Comments < 1000 || !strings.Contains(one, ":note ") {
+		t.Fatalf("%d comments counted, notes kept: %q...", st.Comments, one[:min(len(one), 200)])
+	}
+	for _, w := range []int{2, 3} {
+		if many, mst := rows(w); many != one || mst.Comments != st.Comments {
+			t.Errorf("%d workers: %d comments (want %d), notes differ from one goroutine's", w, mst.Comments, st.Comments)
+		}
+	}
+}

@@ -14,5 +14,25 @@
 // does nothing. A prefetch never faults, so any address may be given.
 package prefetch
 
+import "unsafe"
+
 // LineSize is the cache line size Lines steps by.
 const LineSize = 64
+
+// Bytes starts loading the lines that hold the n bytes at p (see Lines):
+// its first and last lines too when they hold only part of it.
+func Bytes(p unsafe.Pointer, n uintptr) {
+	back, lines := span(uintptr(p), n)
+	Lines(unsafe.Add(p, -int(back)), lines)
+}
+
+// span returns how far before addr its line starts, and how many lines
+// the n bytes at addr touch.
+func span(addr, n uintptr) (back uintptr, lines int) {
+	if n == 0 {
+		return 0, 0
+	}
+	first := addr &^ (LineSize - 1)
+	last := (addr + n - 1) &^ (LineSize - 1)
+	return addr - first, int((last-first)/LineSize) + 1
+}
