@@ -124,6 +124,10 @@ func (t *table) remove(c *Conn) {
 func (t *table) resize(n int) {
 	old := t.slots
 	t.slots = make([]tslot, n)
+	// Written before put reads it (see touchPages): a read of fresh
+	// memory maps the zero page, and put's first write then faults again
+	// and flushes the other CPUs' TLBs.
+	clear(t.slots)
 	t.mask = uint64(n - 1)
 	for _, s := range old {
 		if s.h != 0 {
