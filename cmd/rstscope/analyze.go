@@ -15,6 +15,7 @@ import (
 	"github.com/rstscope/rstscope/internal/conntrack"
 	"github.com/rstscope/rstscope/internal/diagnose"
 	"github.com/rstscope/rstscope/internal/engine"
+	"github.com/rstscope/rstscope/internal/gcstart"
 	"github.com/rstscope/rstscope/internal/pcapio"
 	"github.com/rstscope/rstscope/internal/report"
 )
@@ -135,6 +136,7 @@ func analyze(env *cli.Env, path string, o analyzeOpts) int {
 		row, rowsTo = report.AppendConn, &spool
 	}
 	prog := newProgress(env.Stderr, path, rd, !o.quiet && !o.json && !o.conns)
+	gcstart.Relax(nil) // one collection while the engine builds up, not four
 	incs, st, rerr := engine.Run(rd, engine.Options{
 		Track:    conntrack.Config{MaxConns: o.maxConns},
 		Diagnose: diagnose.Options{MaxIncidents: o.maxInc},
