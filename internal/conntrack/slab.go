@@ -40,7 +40,8 @@ const (
 // an interrupt to another CPU costs more still). Touched at once, a
 // slab's resident memory is its whole size, hence slabs of at most 2.9 MB
 // (they were up to 11.5 MB): two goroutines 0.68 -> 0.63 s, system time
-// 0.18 -> 0.15 s, peak the same (85 MB; medians of 14 alternating runs).
+// 0.22 -> 0.13 s, peak the same (85 MB; medians of 12 alternating runs in
+// a slow phase of the machine; in a fast one the same time).
 func touchPages(mem []byte) {
 	for i := 0; i < len(mem); i += pageSize {
 		mem[i] = 0

@@ -97,11 +97,11 @@ func newMapped(data []byte, mmapped bool) (*Reader, error) {
 // Mapped reports whether the reader parses a file mapped into memory.
 func (r *Reader) Mapped() bool { return r.mapped.data != nil }
 
-// fetchAhead is how far ahead of the reader NextBatch has the CPU load the
-// mapped input (see Reader.fetchAhead).
-const fetchAhead = 8 << 10
+// fetchDistance is how far ahead of the reader NextBatch has the CPU load
+// the mapped input (see Reader.fetchAhead).
+const fetchDistance = 8 << 10
 
-// fetchAhead asks the CPU to load the mapped input up to fetchAhead bytes
+// fetchAhead asks the CPU to load the mapped input up to fetchDistance bytes
 // past the reader, 8 lines or more at a time (prefetch.Lines: it does not
 // wait for them, and never faults, even past a file cut short).
 //
@@ -117,7 +117,7 @@ const fetchAhead = 8 << 10
 // no prefetch is dropped at a page not yet mapped, gained nothing more.
 func (r *Reader) fetchAhead() {
 	m := &r.mapped
-	to := min(r.off+fetchAhead, int64(len(m.data)))
+	to := min(r.off+fetchDistance, int64(len(m.data)))
 	from := max(m.fetched, r.off) &^ (prefetch.LineSize - 1)
 	if to-from < 8*prefetch.LineSize {
 		return

@@ -230,7 +230,7 @@ func TestMappedFault(t *testing.T) {
 
 // NextBatch prefetches a mapped input ahead of the reader (fetchAhead):
 // never past the mapping's end, in whole lines, and up to about
-// fetchAhead bytes ahead of where each call started.
+// fetchDistance bytes ahead of where each call started.
 func TestFetchAheadStaysInMapping(t *testing.T) {
 	data := bigCapture(1 << 20)
 	rd, err := newMapped(data, false)
@@ -252,7 +252,7 @@ func TestFetchAheadStaysInMapping(t *testing.T) {
 		calls++
 		m := &rd.mapped
 		lag := int64(8*64 + 64) // a fetch waits for 8 lines; alignment
-		want := min(off+fetchAhead, int64(len(data))) - lag
+		want := min(off+fetchDistance, int64(len(data))) - lag
 		if m.fetched > int64(len(data)) || m.fetched%64 != 0 || m.fetched < want {
 			t.Fatalf("call %d at offset %d: prefetched up to %d, want a line boundary in [%d, %d]", calls, off, m.fetched, want, len(data))
 		}
