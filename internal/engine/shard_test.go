@@ -24,7 +24,10 @@ import (
 // mixedCapture interleaves many connections of every kind the diagnosis
 // knows from one proxy's point of view, so that a sharded run splits
 // related connections (a 502 and its refused upstream) between shards.
-func mixedCapture(conns int) []byte {
+func mixedCapture(conns int) []byte { return mixed(conns).Pcap() }
+
+// mixed is mixedCapture's capture, frame by frame.
+func mixed(conns int) *Capture {
 	var segs []Seg
 	req := "GET /x HTTP/1.1\r\nHost: h\r\n\r\n"
 	ok := "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
@@ -80,7 +83,7 @@ func mixedCapture(conns int) []byte {
 	for _, s := range segs {
 		c.Add(s)
 	}
-	return c.Pcap()
+	return &c
 }
 
 type runResult struct {
@@ -347,44 +350,19 @@ func TestShardedSameAsSequentialRandom(t *testing.T) {
 	}
 }
 
-// withComments rewrites a classic pcap capture as pcapng with a packet
-// comment on every seventh frame (as rstscope's own captures carry the
-// kernel's reset reasons), numbered so that a note lost or misplaced shows.
-func withComments(t *testing.T, data []byte) []byte {
-	t.Helper()
-	rd, err := pcapio.NewReader(bytes.NewReader(data))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out bytes.Buffer
-	w, err := pcapio.NewNgWriter(&out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	iface, err := w.AddInterface(source.LinkEthernet, 65535, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var f source.Frame
-	for n := 1; rd.Next(&f) == nil; n++ {
-		f.Comment = ""
-		if n%7 == 0 {
-			f.Comment = fmt.Sprintf("note %d", n)
-		}
-		if err := w.WritePacket(iface, &f); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := w.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	return out.Bytes()
-}
-
 // Packet comments reach the connection of their packet in a sharded run
 // as on one goroutine (a batch passes them on only when it holds some).
 func TestShardedComments(t *testing.T) {
-	data := withComments(t, mixedCapture(2000))
+	// A packet comment on every seventh frame (as rstscope's own captures
+	// carry the kernel's reset reasons), numbered so that a note lost or
+	// misplaced shows.
+	c := mixed(2000)
+	for i := range c.Frames {
+		if (i+1)%7 == 0 {
+			c.Frames[i].Comment = fmt.Sprintf("note %d", i+1)
+		}
+	}
+	data := c.Pcapng()
 	rows := func(workers int) (string, Stats) {
 		var out bytes.Buffer
 		row := func(b []byte, c *conntrack.Conn) []byte {

@@ -1,14 +1,16 @@
 // Package prefetch asks the CPU to start loading memory that will be read
-// soon, without waiting for it.
+// or written soon, without waiting for it.
 //
 // Go has no prefetch in its standard library (the runtime's is internal),
 // and a plain load is no substitute: the load must finish before the
 // instructions after it retire, so a cold line stalls the core for its
 // whole latency once the reorder buffer fills. A prefetch instruction
-// retires at once and the line arrives in the background. The tracker uses
-// it a few packets ahead, for the connection a SYN will end (see
-// conntrack.Tracker.Prefetch): that memory was last touched a second or
-// more before, and is out of the core's caches.
+// retires at once and the line arrives in the background. rstscope uses
+// it where it knows what comes next and the hardware does not: the mapped
+// capture a few KiB ahead of the reader, across the 4 KiB pages the
+// hardware's own prefetcher stops at (pcapio), and the record and message
+// slices a connection is handed, last written a second or more before
+// (conntrack).
 //
 // On amd64 and arm64 Lines is a few instructions of assembly; elsewhere it
 // does nothing. A prefetch never faults, so any address may be given.
