@@ -6,15 +6,16 @@ import (
 	"github.com/rstscope/rstscope/internal/hugepage"
 )
 
-// Connections are allocated in slabs, not one by one: a slab of thousands
-// of Conns is one object of several MB, which the kernel can back with
+// Connections are allocated in slabs, not one by one: a full slab of 2,048
+// Conns is one object of 2.9 MB, which the kernel can back with
 // transparent huge pages (2 MiB) where they are offered on request (the
 // common "madvise" setting; hugepage.Advise). A busy capture touches its
 // lingering connections in no order, each on lines of its own, and with
 // 4 KiB pages nearly every such touch also missed the TLB: on the bench
 // capture these slabs took two goroutines from 0.783 to 0.762 s and one
 // from 1.281 to 1.220 s (medians of 10 alternating runs; docs/design.md,
-// "Connections in huge pages").
+// "Connections in huge pages"; the slabs were up to 11.5 MB then, see
+// touchPages).
 //
 // A slab lives as long as any of its connections is referenced; the
 // tracker recycles connections through its free list, so memory is that of
