@@ -19,7 +19,7 @@ func (t *Tracker) refAdd(p *decode.Parsed, num uint64, ts int64) *Conn {
 		t.nextSweep = t.now + 1e9
 	}
 	var k key
-	srcIsA := k.refSet(p)
+	srcIsA := k.set(p) // unchanged since
 	slot, tag := k.refSlot()
 	cs := &t.cache[slot]
 	c := cs.c
@@ -238,22 +238,6 @@ func (c *Conn) refConnAdd(p *decode.Parsed, dir Dir, num uint64, ts int64, t *Tr
 		// After the sniffing: a response carried by the FIN answers.
 		ep.FinPending = c.reqPending
 	}
-}
-
-// set makes k the key of p's 4-tuple and reports whether src is the key's
-// a side. It fills k in place: a key returned by value was copied with
-// wide loads of memory just written in narrow stores, which the CPU
-// cannot forward (a stall on every packet).
-func (k *key) refSet(p *decode.Parsed) bool {
-	shi, slo := p.SrcWords[0], p.SrcWords[1]
-	dhi, dlo := p.DstWords[0], p.DstWords[1]
-	srcFirst := shi < dhi || (shi == dhi && (slo < dlo || (slo == dlo && p.SrcPort <= p.DstPort)))
-	if srcFirst {
-		k.ahi, k.alo, k.bhi, k.blo, k.pa, k.pb = shi, slo, dhi, dlo, p.SrcPort, p.DstPort
-	} else {
-		k.ahi, k.alo, k.bhi, k.blo, k.pa, k.pb = dhi, dlo, shi, slo, p.DstPort, p.SrcPort
-	}
-	return srcFirst
 }
 
 // slot picks a cache slot from the ports and the low address bits, and
